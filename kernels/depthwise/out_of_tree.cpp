@@ -1,0 +1,371 @@
+// Out-of-tree registrations of the native CPU depthwise kernel (built by
+// `python build.py kernel` against an installed torch, with -DDWCONV_OUT_OF_TREE).
+//
+// After torch.ops.load_library(path):
+//   * aten::_conv_depthwise2d and aten::_conv_depthwise2d.out run on CPU tensors
+//     (stock torch has only a CUDA kernel for them, so nothing is overridden);
+//   * native_dwconv::conv_depthwise2d_backward(grad_output, self, weight,
+//     kernel_size, stride, padding, dilation, output_mask) -> (grad_input,
+//     grad_weight, grad_bias) is the backward (undefined = None where the mask is
+//     false);
+//   * the routing shim: CPU kernels for aten::convolution and
+//     aten::convolution_backward. Both ops only have a CompositeExplicitAutograd
+//     kernel in stock torch (2.6 .. 2.13), so a CPU kernel takes precedence for
+//     CPU tensors without overriding anything. Autograd is untouched: the
+//     Autograd kernel of aten::convolution runs first and records
+//     ConvolutionBackward0, whose backward calls aten::convolution_backward, which
+//     lands in the shim again. The shim sends a grouped (groups > 1) 1-D/2-D CPU
+//     conv to the native kernel when the routing policy (kernels/routing/
+//     ConvRouting.h, the same header the in-tree patch uses; override env
+//     PYTORCH_GROUPED_CONV_BACKEND=auto|mkldnn|xnnpack|winograd|native|loop)
+//     picks it, and everything else to at::native::convolution /
+//     at::native::convolution_backward, i.e. stock behaviour.
+//     Switch: env PYTORCH_NATIVE_DWCONV_SHIM=0 at load time, or at run time
+//     torch.ops.native_dwconv.set_shim_enabled(False) (returns the previous
+//     state); torch.ops.native_dwconv.routing_choice(...) tells what the policy
+//     picks for a case.
+// If the running torch already has a CPU kernel for aten::_conv_depthwise2d
+// (a torch built with this recipe's patch series), that kernel is kept and only
+// the native_dwconv operators are added.
+
+#include <ATen/native/DepthwiseConv2dNative.h>
+#include <ConvRouting.h>
+
+#include <ATen/Config.h>
+#include <ATen/Context.h>
+#include <ATen/core/Tensor.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/ops/_conv_depthwise2d.h>
+#include <ATen/ops/_conv_depthwise2d_ops.h>
+#include <ATen/ops/convolution_backward_native.h>
+#include <ATen/ops/convolution_native.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/sum.h>
+#include <c10/core/GradMode.h>
+#include <c10/core/SymIntArrayRef.h>
+#include <torch/library.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+namespace {
+
+using at::IntArrayRef;
+using at::Tensor;
+namespace routing = at::native::conv_routing;
+
+// ---------------------------------------------------------------------------
+// aten::_conv_depthwise2d(.out) CPU kernels (schema: SymInt[2] arguments).
+// ---------------------------------------------------------------------------
+Tensor dw_forward(const Tensor& self, const Tensor& weight, c10::SymIntArrayRef kernel_size,
+                  const std::optional<Tensor>& bias, c10::SymIntArrayRef stride,
+                  c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation) {
+  return at::native::conv_depthwise2d_cpu(
+      self, weight, C10_AS_INTARRAYREF_SLOW(kernel_size), bias, C10_AS_INTARRAYREF_SLOW(stride),
+      C10_AS_INTARRAYREF_SLOW(padding), C10_AS_INTARRAYREF_SLOW(dilation));
+}
+
+// The .out schema's C++ signature differs between releases (2.6: const Tensor&
+// out and return, use_const_ref_for_mutable_tensors; 2.13: Tensor&), so the
+// kernel is generated from the installed torch's own schema type.
+template <class Sig>
+struct DwOutKernel;
+template <class R, class OutT>
+struct DwOutKernel<R(const Tensor&, const Tensor&, c10::SymIntArrayRef, const std::optional<Tensor>&,
+                     c10::SymIntArrayRef, c10::SymIntArrayRef, c10::SymIntArrayRef, OutT)> {
+  static R call(const Tensor& self, const Tensor& weight, c10::SymIntArrayRef kernel_size,
+                const std::optional<Tensor>& bias, c10::SymIntArrayRef stride,
+                c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, OutT out) {
+    at::native::conv_depthwise2d_cpu_out(
+        self, weight, C10_AS_INTARRAYREF_SLOW(kernel_size), bias, C10_AS_INTARRAYREF_SLOW(stride),
+        C10_AS_INTARRAYREF_SLOW(padding), C10_AS_INTARRAYREF_SLOW(dilation), out);
+    return out;
+  }
+};
+using DwOut = DwOutKernel<at::_ops::_conv_depthwise2d_out::schema>;
+
+// native_dwconv::conv_depthwise2d_backward
+std::tuple<Tensor, Tensor, Tensor> dw_backward(
+    const Tensor& grad_output, const Tensor& self, const Tensor& weight,
+    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
+    std::array<bool, 3> output_mask) {
+  auto [grad_input, grad_weight] = at::native::conv_depthwise2d_backward_cpu(
+      grad_output, self, weight, kernel_size, stride, padding, dilation,
+      {output_mask[0], output_mask[1]});
+  Tensor grad_bias;
+  if (output_mask[2]) grad_bias = grad_output.sum(IntArrayRef{0, 2, 3});
+  return std::make_tuple(grad_input, grad_weight, grad_bias);
+}
+
+// ---------------------------------------------------------------------------
+// Routing shim
+// ---------------------------------------------------------------------------
+bool env_shim_default() {
+  const char* v = std::getenv("PYTORCH_NATIVE_DWCONV_SHIM");
+  if (v == nullptr || *v == '\0') return true;
+  return !(std::strcmp(v, "0") == 0 || std::strcmp(v, "off") == 0 ||
+           std::strcmp(v, "false") == 0 || std::strcmp(v, "OFF") == 0 ||
+           std::strcmp(v, "False") == 0);
+}
+std::atomic<bool>& shim_flag() {
+  static std::atomic<bool> flag{env_shim_default()};
+  return flag;
+}
+
+// A grouped 1-D or 2-D conv brought to the 4-D form the kernel takes.
+struct DwCase {
+  bool ok = false;  // a valid grouped conv the native kernel could run
+  bool one_d = false;
+  Tensor input, weight;
+  std::vector<int64_t> kernel_size, stride, padding, dilation;
+};
+
+std::vector<int64_t> as_vec(c10::SymIntArrayRef a, size_t dim) {
+  std::vector<int64_t> v;
+  for (const auto& s : a) {
+    auto m = s.maybe_as_int();
+    if (!m) return {};
+    v.push_back(*m);
+  }
+  if (v.size() == 1 && dim > 1) v.assign(dim, v[0]);
+  return v;
+}
+
+DwCase make_case(const Tensor& input, const Tensor& weight, c10::SymIntArrayRef stride,
+                 c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed,
+                 c10::SymIntArrayRef output_padding, const c10::SymInt& groups) {
+  DwCase c;
+  const auto g = groups.maybe_as_int();
+  if (transposed || !g || *g <= 1) return c;
+  const int64_t k = input.dim();
+  if ((k != 3 && k != 4) || weight.dim() != k || input.layout() != at::kStrided ||
+      weight.layout() != at::kStrided || !input.device().is_cpu()) {
+    return c;
+  }
+  const size_t sd = static_cast<size_t>(k - 2);
+  auto s = as_vec(stride, sd), p = as_vec(padding, sd), d = as_vec(dilation, sd);
+  auto op = as_vec(output_padding, sd);
+  if (s.size() != sd || p.size() != sd || d.size() != sd) return c;
+  for (auto v : op) if (v != 0) return c;
+  for (size_t i = 0; i < sd; ++i) {
+    if (s[i] <= 0 || d[i] <= 0 || p[i] < 0) return c;
+  }
+  if (k == 3) {
+    c.one_d = true;
+    c.input = input.unsqueeze(2);
+    c.weight = weight.unsqueeze(2);
+    s.insert(s.begin(), 1);
+    p.insert(p.begin(), 0);
+    d.insert(d.begin(), 1);
+  } else {
+    c.input = input;
+    c.weight = weight;
+  }
+  if (!at::native::native_depthwise_conv2d_supports(c.input, c.weight, *g, transposed)) return c;
+  for (size_t i = 0; i < 2; ++i) {  // the padded input must hold the dilated kernel
+    const int64_t padded = c.input.size(2 + i) + 2 * p[i];
+    const int64_t span = d[i] * (c.weight.size(2 + i) - 1) + 1;
+    if (padded < span) return c;
+  }
+  c.kernel_size = {c.weight.size(2), c.weight.size(3)};
+  c.stride = s;
+  c.padding = p;
+  c.dilation = d;
+  c.ok = true;
+  return c;
+}
+
+// Whether oneDNN would take this case (an approximation of ConvParams::use_mkldnn,
+// which is internal to Convolution.cpp: fp32 only here).
+bool mkldnn_would_run(const Tensor& input) {
+  return at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() &&
+         input.scalar_type() == at::kFloat;
+}
+
+routing::Kernel choose(const DwCase& c, bool need_backward) {
+  routing::Case rc;
+  rc.depthwise = true;  // make_case only accepts groups == input channels
+  // 1-D convs: in-tree, _convolution makes a 3-D input contiguous before routing, so
+  // they route as NCHW (the kernel here reads the strided input as it is, no copy).
+  rc.channels_last = !c.one_d &&
+                     c.input.suggest_memory_format() == at::MemoryFormat::ChannelsLast;
+  rc.need_backward = need_backward;
+  rc.mkldnn_is_acl = AT_MKLDNN_ACL_ENABLED();
+  rc.mkldnn = mkldnn_would_run(c.input);
+  rc.xnnpack = false;   // not reachable from outside libtorch
+  rc.winograd = false;  // idem
+  rc.native = true;
+  const char* text = std::getenv(routing::kOverrideEnv);
+  bool ok = true;
+  const routing::Kernel forced = routing::parse(text, &ok);
+  TORCH_CHECK(ok, routing::kOverrideEnv, "='", text,
+              "' is not a convolution backend; use one of auto, mkldnn, xnnpack, winograd, "
+              "native, loop");
+  return routing::choose(rc, forced);
+}
+
+bool need_backward_of(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
+  return c10::GradMode::is_enabled() &&
+         (input.requires_grad() || weight.requires_grad() ||
+          (bias.has_value() && bias->defined() && bias->requires_grad()));
+}
+
+Tensor shim_convolution(const Tensor& input, const Tensor& weight,
+                        const std::optional<Tensor>& bias, c10::SymIntArrayRef stride,
+                        c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation,
+                        bool transposed, c10::SymIntArrayRef output_padding,
+                        c10::SymInt groups) {
+  if (shim_flag().load(std::memory_order_relaxed)) {
+    DwCase c = make_case(input, weight, stride, padding, dilation, transposed, output_padding,
+                         groups);
+    const bool bias_ok = !bias.has_value() || !bias->defined() ||
+                         (bias->dim() == 1 && bias->size(0) == weight.size(0) &&
+                          bias->scalar_type() == input.scalar_type());
+    if (c.ok && bias_ok &&
+        choose(c, need_backward_of(input, weight, bias)) == routing::Kernel::NativeDepthwise) {
+      if (c.one_d) {
+        // Like stock conv1d: contiguous output (the kernel reads any input strides).
+        auto sizes = c.input.sizes().vec();
+        const int64_t ow = (sizes[3] + 2 * c.padding[1] - c.dilation[1] * (c.kernel_size[1] - 1) - 1) /
+                               c.stride[1] + 1;
+        Tensor out = at::empty({sizes[0], c.weight.size(0), 1, ow}, input.options());
+        at::_conv_depthwise2d_out(out, c.input, c.weight, c.kernel_size, bias, c.stride,
+                                  c.padding, c.dilation);
+        return out.squeeze(2);
+      }
+      return at::_conv_depthwise2d(c.input, c.weight, c.kernel_size, bias, c.stride, c.padding,
+                                   c.dilation);
+    }
+  }
+  return at::native::convolution(
+      input, weight, bias, C10_AS_INTARRAYREF_SLOW(stride), C10_AS_INTARRAYREF_SLOW(padding),
+      C10_AS_INTARRAYREF_SLOW(dilation), transposed, C10_AS_INTARRAYREF_SLOW(output_padding),
+      groups.guard_int(__FILE__, __LINE__));
+}
+
+std::tuple<Tensor, Tensor, Tensor> call_native_backward(
+    const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
+    std::array<bool, 3> mask) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("native_dwconv::conv_depthwise2d_backward", "")
+                       .typed<std::tuple<Tensor, Tensor, Tensor>(
+                           const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef,
+                           IntArrayRef, IntArrayRef, std::array<bool, 3>)>();
+  return op.call(grad_output, input, weight, kernel_size, stride, padding, dilation, mask);
+}
+
+std::tuple<Tensor, Tensor, Tensor> shim_convolution_backward(
+    const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+    at::OptionalSymIntArrayRef bias_sizes, c10::SymIntArrayRef stride,
+    c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed,
+    c10::SymIntArrayRef output_padding, c10::SymInt groups, std::array<bool, 3> output_mask) {
+  if (shim_flag().load(std::memory_order_relaxed)) {
+    DwCase c = make_case(input, weight, stride, padding, dilation, transposed, output_padding,
+                         groups);
+    if (c.ok && grad_output.dim() == input.dim() &&
+        grad_output.scalar_type() == input.scalar_type() &&
+        choose(c, /*need_backward=*/true) == routing::Kernel::NativeDepthwise) {
+      const Tensor go = c.one_d ? grad_output.unsqueeze(2) : grad_output;
+      auto [gi, gw, gb] = call_native_backward(go, c.input, c.weight, c.kernel_size, c.stride,
+                                               c.padding, c.dilation, output_mask);
+      if (c.one_d) {
+        if (gi.defined()) gi = gi.squeeze(2);
+        if (gw.defined()) gw = gw.squeeze(2);
+      }
+      return std::make_tuple(gi, gw, gb);
+    }
+  }
+  std::optional<IntArrayRef> bs;
+  if (bias_sizes.has_value()) bs = C10_AS_INTARRAYREF_SLOW(*bias_sizes);
+  return at::native::convolution_backward(
+      grad_output, input, weight, bs ? at::OptionalIntArrayRef(*bs) : at::OptionalIntArrayRef(),
+      C10_AS_INTARRAYREF_SLOW(stride), C10_AS_INTARRAYREF_SLOW(padding),
+      C10_AS_INTARRAYREF_SLOW(dilation), transposed, C10_AS_INTARRAYREF_SLOW(output_padding),
+      groups.guard_int(__FILE__, __LINE__), output_mask);
+}
+
+// ---------------------------------------------------------------------------
+// Control / introspection operators
+// ---------------------------------------------------------------------------
+bool set_shim_enabled(bool enabled) { return shim_flag().exchange(enabled); }
+bool shim_enabled() { return shim_flag().load(); }
+
+std::string routing_choice(const Tensor& input, const Tensor& weight, int64_t groups,
+                           bool need_backward) {
+  const int64_t sd = input.dim() - 2;
+  std::vector<c10::SymInt> ones(sd > 0 ? sd : 1, c10::SymInt(1)), zeros(sd > 0 ? sd : 1, c10::SymInt(0));
+  DwCase c = make_case(input, weight, ones, zeros, ones, false, zeros, c10::SymInt(groups));
+  if (!c.ok) return "unsupported";
+  return routing::name(choose(c, need_backward));
+}
+
+bool aten_has_cpu_depthwise_kernel() {
+  auto op = c10::Dispatcher::singleton().findSchema({"aten::_conv_depthwise2d", ""});
+  return op.has_value() && op->hasKernelForDispatchKey(c10::DispatchKey::CPU);
+}
+
+// aten CPU registrations, skipped when the running torch already has them.
+struct AtenRegistrations {
+  std::unique_ptr<torch::Library> lib;
+  bool registered = false;
+  AtenRegistrations() {
+    const bool in_tree = aten_has_cpu_depthwise_kernel();
+    lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten",
+                                           std::make_optional(c10::DispatchKey::CPU), __FILE__,
+                                           __LINE__);
+    if (!in_tree) {
+      lib->impl("_conv_depthwise2d", TORCH_FN(dw_forward));
+      lib->impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
+      registered = true;
+    }
+    lib->impl("convolution", TORCH_FN(shim_convolution));
+    lib->impl("convolution_backward", TORCH_FN(shim_convolution_backward));
+  }
+};
+AtenRegistrations& aten_registrations() {
+  static AtenRegistrations r;
+  return r;
+}
+bool registered_aten_kernels() { return aten_registrations().registered; }
+
+}  // namespace
+
+TORCH_LIBRARY(native_dwconv, m) {
+  m.def("conv_depthwise2d_backward(Tensor grad_output, Tensor self, Tensor weight, "
+        "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+        "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  m.def("set_shim_enabled(bool enabled) -> bool", TORCH_FN(set_shim_enabled));
+  m.def("shim_enabled() -> bool", TORCH_FN(shim_enabled));
+  m.def("routing_choice(Tensor input, Tensor weight, int groups, bool need_backward) -> str",
+        TORCH_FN(routing_choice));
+  m.def("registered_aten_kernels() -> bool", TORCH_FN(registered_aten_kernels));
+}
+
+TORCH_LIBRARY_IMPL(native_dwconv, CPU, m) {
+  m.impl("conv_depthwise2d_backward", TORCH_FN(dw_backward));
+}
+
+// Capability slots of the installed torch's DispatchStub that this build does not
+// compile (recipe/kernel.py passes DWCONV_EMPTY_SLOT_X): defined empty, so
+// DispatchStub falls back to the DEFAULT kernel there.
+namespace at::native {
+#ifdef DWCONV_EMPTY_SLOT_SVE128
+REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE128, nullptr)
+REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE128, nullptr)
+#endif
+#ifdef DWCONV_EMPTY_SLOT_SVE256
+REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE256, nullptr)
+REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE256, nullptr)
+#endif
+}  // namespace at::native
+
+namespace {
+// Runs at load time, after the static registrations above.
+const bool kAtenRegistered = (aten_registrations(), true);
+}  // namespace

@@ -1,0 +1,44 @@
+"""Command line: the build (default) and the sub-commands.
+
+`python build.py [build options]` runs or plans the build; `python build.py COMMAND ...`
+runs a sub-command. Each sub-command lives in its own module with `main(argv) -> int`
+and is imported only when used, so a missing optional dependency of one command
+never breaks another.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+# command name -> (module, one-line help)
+COMMANDS = {
+    "list": ("recipe.listing", "list targets and releases"),
+    "verify": ("recipe.verify", "check that grouped convs run as ONE kernel, correctly, and how fast"),
+    "kernel": ("recipe.kernel", "compile the native depthwise kernel against the installed torch"),
+    "bench": ("recipe.bench", "benchmark depthwise convs: native kernel vs group loop vs oneDNN"),
+    "pull": ("recipe.pull", "download (sha256-verified) and install a prebuilt wheel"),
+    "publish": ("recipe.publish", "turn wheels/ into a PEP 503 index + index.json"),
+}
+
+
+def commands_help():
+    lines = ["sub-commands (python build.py COMMAND --help for each):"]
+    for name, (_, text) in COMMANDS.items():
+        lines.append("  %-9s %s" % (name, text))
+    lines += ["",
+              "examples:",
+              "  python build.py --target jetson-agx --dry-run      # the plan, nothing changed",
+              "  python build.py --target jetson-agx                # build -> wheels/*.whl + manifest",
+              "  python build.py --target jetson-agx --from build   # redo from the build step",
+              "  python build.py --target x86_64 --only patch --source ~/src/pytorch-v2.6.0",
+              "  python build.py list"]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in COMMANDS:
+        module = importlib.import_module(COMMANDS[argv[0]][0])
+        return module.main(argv[1:])
+    from recipe import buildcmd
+    return buildcmd.main(argv, epilog=commands_help())

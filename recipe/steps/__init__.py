@@ -1,0 +1,32 @@
+"""The build's steps, in order. Each is one module with the same small interface:
+
+    NAME, TITLE          the step's name (for --from/--only) and a one-line summary
+    DEPENDS              steps whose results/keys it uses (their keys are part of its inputs)
+    ALWAYS_RUN           (optional) True for steps that are never stamped (doctor)
+    describe(plan)       -> {"skip": reason or None, "commands": [...], "inputs": {...},
+                             "outputs": [paths]}: what the plan shows and what the stamp hashes
+    run(ctx)             -> results (a JSON-able dict kept in the stamp); raises StepError
+
+`describe` never touches the disk beyond reading; `run` does the work.
+"""
+from __future__ import annotations
+
+import importlib
+
+ORDER = ("doctor", "sources", "acl", "patch", "build", "repair", "verify", "manifest")
+
+
+class StepError(Exception):
+    """A step failed; the message says what happened and what to do."""
+
+    def __init__(self, message, log_path=None):
+        super().__init__(message)
+        self.log_path = log_path
+
+
+def module(name):
+    return importlib.import_module("recipe.steps." + name)
+
+
+def modules():
+    return [module(n) for n in ORDER]

@@ -1,0 +1,127 @@
+"""Shared fixtures: the real PyTorch 2.6.0 source, the aarch64 emulation, cross compiling.
+
+Policy when something cannot be obtained (no network, no root, ...): outside CI the test
+is SKIPPED with the reason printed; under CI (env CI set to anything but ""/0/false) it
+FAILS, so a green CI always means the real thing ran. Only "cannot obtain" errors
+(SourceError, EmulationError, CrossBuildError) are turned into skips; any other exception
+is a bug and errors the test as usual.
+
+Markers are applied automatically from the fixtures a test uses:
+  pytorch_source_tree / pytorch_source_pristine -> source_tree
+  emulation / aarch64_torch                    -> aarch64
+  aarch64_torch / cross_toolchain              -> crosscompile
+"""
+import os
+import sys
+import types
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+FIXTURE_MARKERS = {
+    "pytorch_source_tree": ("source_tree",),
+    "pytorch_source_pristine": ("source_tree",),
+    "emulation": ("aarch64",),
+    "aarch64_torch": ("aarch64", "crosscompile"),
+    "cross_toolchain": ("crosscompile",),
+}
+
+
+def in_ci():
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def unavailable(what, err):
+    """Skip (printing why) outside CI; fail under CI."""
+    msg = "%s unavailable: %s" % (what, err)
+    if in_ci():
+        pytest.fail(msg + "\n(CI is set: a missing prerequisite is a failure, not a skip)",
+                    pytrace=False)
+    sys.stderr.write("\nSKIP: %s\n" % msg)
+    pytest.skip(msg)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marks in FIXTURE_MARKERS.items():
+            if fixture in names:
+                for m in marks:
+                    if not item.get_closest_marker(m):
+                        item.add_marker(getattr(pytest.mark, m))
+
+
+@pytest.fixture(scope="session")
+def pytorch_source_pristine():
+    """Read-only path of the verified PyTorch 2.6.0 tree (Debian 2.6.0+dfsg-7). Do not
+    modify it: use `pytorch_source_tree` for a writable copy."""
+    from recipe.pytorch_source import SourceError, ensure_pytorch_source
+    try:
+        return ensure_pytorch_source()
+    except SourceError as e:
+        unavailable("PyTorch 2.6.0 source", e)
+
+
+@pytest.fixture
+def pytorch_source_tree(pytorch_source_pristine, tmp_path):
+    """A fresh writable copy of the verified 2.6.0 tree (per test; ~1-2 s)."""
+    from recipe.pytorch_source import fresh_copy
+    return fresh_copy(str(tmp_path / "pytorch-v2.6.0"))
+
+
+@pytest.fixture(scope="session")
+def emulation():
+    """The `recipe.emulation.Emulation` (arm64 rootfs + qemu + torch 2.6.0 aarch64)."""
+    from recipe.emulation import EmulationError, ensure_emulation
+    try:
+        return ensure_emulation()
+    except EmulationError as e:
+        unavailable("aarch64 emulation", e)
+
+
+@pytest.fixture(scope="session")
+def cross_toolchain():
+    """The `recipe.crossbuild` module, with both compilers and the 2.6.0 wheel headers and
+    the oneDNN/ideep headers ready."""
+    from recipe import crossbuild
+    from recipe.emulation import EmulationError, ensure_host_packages, HOST_TOOLS
+    try:
+        ensure_host_packages([t for t in HOST_TOOLS if t[0].startswith("aarch64")]
+                             + [("g++", "g++")])
+        for arch in crossbuild.ARCHES:
+            crossbuild.compiler(arch)
+            crossbuild.extra_headers(arch)
+        crossbuild.wheel_include()
+    except (crossbuild.CrossBuildError, EmulationError) as e:
+        unavailable("cross toolchain / torch 2.6.0 headers", e)
+    return crossbuild
+
+
+@pytest.fixture(scope="session")
+def aarch64_torch(emulation, cross_toolchain):
+    """Paths and a runner for the official torch 2.6.0 aarch64 wheel in the rootfs.
+
+    Attributes: include (torch/include), api_include (.../torch/csrc/api/include),
+    lib (torch/lib, host path), guest_lib (the same as seen inside the rootfs: use as
+    rpath), site (host path of the torch package), python (= emulation.python:
+    python(code_or_script, args=(), timeout=None, binds=(), cwd=None, env=None,
+    check=False) -> CompletedProcess), build_graft (crossbuild.build_graft bound to this
+    torch), emulation.
+    """
+    site = emulation.torch_site
+
+    def build_graft(sources, out_so, **kw):
+        kw.setdefault("torch_site", site)
+        return cross_toolchain.build_graft(sources, out_so, arch="aarch64", **kw)
+
+    return types.SimpleNamespace(
+        include=emulation.torch_include,
+        api_include=os.path.join(emulation.torch_include, "torch", "csrc", "api", "include"),
+        lib=emulation.torch_lib,
+        guest_lib=emulation.guest_torch_lib,
+        site=site,
+        python=emulation.python,
+        build_graft=build_graft,
+        emulation=emulation,
+    )
