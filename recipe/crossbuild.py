@@ -140,11 +140,21 @@ HEADER_DEBS = {
                     "152c61a233ba6ca27af31df8b631ea3a29f302066fdd494108868994dc179807"),
     "fmt-x86_64": ("libfmt-dev_10.1.1+ds1-4_amd64.deb", "pool/main/f/fmtlib/", 177208,
                    "c084df80e2842bc57157e8def529f4ca6bc8743d005550b56a5ef96c9bc92f0f"),
+    # The wheel's sleef.h is its aarch64 build (NEON/SVE entry points only); the AVX2 and
+    # AVX512 kernels of an x86 build need the x86 declarations (Sleef 3.6.x, as 2.6.0 pins).
+    "sleef-x86_64": ("libsleef-dev_3.6.1-3_amd64.deb", "pool/main/s/sleef/", 30008,
+                     "1a91fed471e9ae1d2c1e1e4ffc87eb362e74f40af74538692bfdf6f7d4a6fb21"),
 }
+# Headers that must win over the wheel's own copy, per arch (see sleef above).
+FIRST_HEADERS = {"aarch64": (), "x86_64": ("x86_64-linux-gnu/sleef.h",)}
+
+
+def _header_keys(arch):
+    return ["ideep", "dnnl-" + arch, "fmt-" + arch] + (["sleef-x86_64"] if arch == "x86_64" else [])
 
 
 def _header_debs(arch):
-    return [HEADER_DEBS[k] for k in ("ideep", "dnnl-" + arch, "fmt-" + arch)]
+    return [HEADER_DEBS[k] for k in _header_keys(arch)]
 
 
 class CrossBuildError(RuntimeError):
@@ -288,9 +298,14 @@ def extra_headers(arch):
         tmp = root + ".tmp-%d" % os.getpid()
         shutil.rmtree(tmp, ignore_errors=True)
         os.makedirs(tmp)
-        for key in ("ideep", "dnnl-" + arch, "fmt-" + arch):
+        for key in _header_keys(arch):
             deb = _fetch_deb(key, debdir)
             subprocess.run(["dpkg-deb", "-x", deb, tmp], check=True)
+        first = os.path.join(tmp, "first")
+        os.makedirs(first)
+        for name in FIRST_HEADERS[arch]:
+            shutil.copy(os.path.join(tmp, "usr", "include", name),
+                        os.path.join(first, os.path.basename(name)))
         with open(os.path.join(tmp, ".complete"), "w") as f:
             f.write(want)
         shutil.rmtree(root, ignore_errors=True)
@@ -344,6 +359,8 @@ def compile_flags(arch, include_dirs=(), defines=(), source_tree=None,
     incs = [os.path.abspath(d) for d in include_dirs]
     if source_tree:
         incs += [os.path.join(source_tree, "aten", "src"), os.fspath(source_tree)]
+    if extra_include:
+        incs.append(os.path.join(os.path.dirname(os.path.dirname(extra_headers(arch))), "first"))
     incs += torch_include_dirs(torch_include)
     if extra_include:
         incs.append(extra_headers(arch))

@@ -25,6 +25,7 @@ FIXTURE_MARKERS = {
     "emulation": ("aarch64",),
     "aarch64_torch": ("aarch64", "crosscompile"),
     "cross_toolchain": ("crosscompile",),
+    "patched_source_tree": ("source_tree",),
 }
 
 
@@ -125,3 +126,17 @@ def aarch64_torch(emulation, cross_toolchain):
         build_graft=build_graft,
         emulation=emulation,
     )
+
+
+@pytest.fixture(scope="session")
+def patched_source_tree(pytorch_source_pristine, tmp_path_factory):
+    """One copy of the real 2.6.0 tree with patches/2.6.0/series applied by the recipe's
+    own patch step (shared by the compile-check and graft tests; treat it as read-only)."""
+    from recipe import REPO_ROOT
+    from recipe.pytorch_source import fresh_copy
+    from recipe.steps.patch import apply_series
+    root = tmp_path_factory.mktemp("patched")
+    tree = fresh_copy(str(root / "pytorch-v2.6.0"))
+    apply_series(os.path.join(REPO_ROOT, "patches", "2.6.0", "series"), tree,
+                 str(root / "work"), log=lambda line: None)
+    return tree

@@ -136,9 +136,13 @@ struct IO {
   }
   // First n (< L) elements, the rest zero.
   static inline AV load_partial(const scalar_t* p, int64_t n) {
-    __at_align__ acc_t tmp[L];
-    for (int64_t i = 0; i < L; ++i) tmp[i] = i < n ? static_cast<acc_t>(p[i]) : acc_t(0);
-    return AV::loadu(tmp);
+    if constexpr (kSame) {
+      return AV::loadu(p, n);  // zero-filled (masked load on AVX-512)
+    } else {
+      __at_align__ acc_t tmp[L];
+      for (int64_t i = 0; i < L; ++i) tmp[i] = i < n ? static_cast<acc_t>(p[i]) : acc_t(0);
+      return AV::loadu(tmp);
+    }
   }
   static inline void store(scalar_t* p, const AV& v) {
     if constexpr (kSame) {
@@ -156,6 +160,10 @@ struct IO {
     }
   }
   static inline void store_partial(scalar_t* p, const AV& v, int64_t n) {
+    if constexpr (kSame) {
+      v.store(p, n);
+      return;
+    }
     __at_align__ acc_t tmp[L];
     v.store(tmp);
     for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(tmp[i]);
@@ -645,16 +653,16 @@ template <typename in_t, typename out_t, typename acc_t, int U>
 inline void px_run(const in_t* const* bases, int64_t n, const int64_t* toff, int64_t nt,
                    const acc_t* wt, int64_t wstride, const acc_t* bias, out_t* out,
                    int64_t ostep) {
-  constexpr int P = U == 1 ? 8 : 4;
+  constexpr int P = U == 1 ? 8 : (U == 2 ? 4 : 2);
   int64_t p = 0;
   for (; p + P <= n; p += P)
     px_block<in_t, out_t, acc_t, P, U>(bases + p, toff, nt, wt, wstride, bias, out + p * ostep, ostep);
   if (P > 4 && p + 4 <= n) {
-    px_block<in_t, out_t, acc_t, 4, U>(bases + p, toff, nt, wt, wstride, bias, out + p * ostep, ostep);
+    px_block<in_t, out_t, acc_t, (P > 4 ? 4 : 1), U>(bases + p, toff, nt, wt, wstride, bias, out + p * ostep, ostep);
     p += 4;
   }
-  if (p + 2 <= n) {
-    px_block<in_t, out_t, acc_t, 2, U>(bases + p, toff, nt, wt, wstride, bias, out + p * ostep, ostep);
+  if (P > 2 && p + 2 <= n) {
+    px_block<in_t, out_t, acc_t, (P > 2 ? 2 : 1), U>(bases + p, toff, nt, wt, wstride, bias, out + p * ostep, ostep);
     p += 2;
   }
   if (p < n)
@@ -741,6 +749,15 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
   for (int64_t kh = 0; kh < g.KH; ++kh)
     for (int64_t kw = 0; kw < g.KW; ++kw)
       toff[kh * g.KW + kw] = (kh * g.DH * Wp + kw * g.DW) * L;
+  // Tile offsets (relative to padded row 0) of every input pixel and of tap (0, 0)
+  // of every output pixel; a band subtracts its first row.
+  std::vector<int64_t> pix_off(g.H * g.W), obase(g.OH * g.OW);
+  for (int64_t ih = 0; ih < g.H; ++ih)
+    for (int64_t iw = 0; iw < g.W; ++iw)
+      pix_off[ih * g.W + iw] = ((ih + g.PH) * Wp + iw + g.PW) * L;
+  for (int64_t oh = 0; oh < g.OH; ++oh)
+    for (int64_t ow = 0; ow < g.OW; ++ow)
+      obase[oh * g.OW + ow] = (oh * g.SH * Wp + ow * g.SW) * L;
   const int64_t work = std::max<int64_t>(1, g.OH * g.OW * K * g.M * L);
   const int64_t grain = std::max<int64_t>(1, 65536 / work);
 
@@ -754,10 +771,10 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
       for (int64_t j = 0; j < g.M; ++j) {
         for (int64_t c = 0; c < L; ++c) {
           const int64_t oc = (c0 + c) * g.M + j;
-          for (int64_t k = 0; k < K; ++k)
-            wt[(j * K + k) * L + c] =
-                c < cw ? static_cast<acc_t>(w[oc * w0 + (k / g.KW) * w2 + (k % g.KW) * w3])
-                       : acc_t(0);
+          for (int64_t kh = 0; kh < g.KH; ++kh)
+            for (int64_t kw = 0; kw < g.KW; ++kw)
+              wt[(j * K + kh * g.KW + kw) * L + c] =
+                  c < cw ? static_cast<acc_t>(w[oc * w0 + kh * w2 + kw * w3]) : acc_t(0);
           bv[j * L + c] = (b && c < cw) ? static_cast<acc_t>(b[oc * bs]) : acc_t(0);
         }
       }
@@ -776,10 +793,9 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
           if (ih < 0 || ih >= g.H)
             std::fill(tile.data() + r * Wp * L, tile.data() + (r + 1) * Wp * L, acc_t(0));
         }
+        acc_t* const tb = tile.data() - R0 * Wp * L;  // + pix_off[p] = pixel p's vector
         if (ih_hi > ih_lo) {
-          auto dst_of = [&](int64_t ih, int64_t iw) {
-            return tile.data() + ((ih + g.PH - R0) * Wp + iw + g.PW) * L;
-          };
+          auto dst_of = [&](int64_t ih, int64_t iw) { return tb + pix_off[ih * g.W + iw]; };
           if (in_cl) {
             for (int64_t ih = ih_lo; ih < ih_hi; ++ih) {
               const scalar_t* srow = src + ih * iH;
@@ -799,13 +815,10 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
               AV v[L];
               for (int64_t c = 0; c < L; ++c) v[c] = c < cw ? io::load(src + c * iC + p0) : AV(acc_t(0));
               transpose_square<acc_t>(v);
-              for (int64_t q = 0; q < L; ++q) {
-                const int64_t p = p0 + q;
-                v[q].store(dst_of(p / g.W, p % g.W));
-              }
+              for (int64_t q = 0; q < L; ++q) v[q].store(tb + pix_off[p0 + q]);
             }
             for (int64_t p = p0; p < p_hi; ++p) {
-              acc_t* d = dst_of(p / g.W, p % g.W);
+              acc_t* d = tb + pix_off[p];
               for (int64_t c = 0; c < L; ++c)
                 d[c] = c < cw ? static_cast<acc_t>(src[c * iC + p]) : acc_t(0);
             }
@@ -819,10 +832,8 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
           }
         }
         const int64_t nq = rows * g.OW;
-        for (int64_t q = 0; q < nq; ++q) {
-          const int64_t oh = q / g.OW, ow = q % g.OW;
-          bases[q] = tile.data() + (oh * g.SH * Wp + ow * g.SW) * L;
-        }
+        const int64_t* ob = obase.data() + oh0 * g.OW;
+        for (int64_t q = 0; q < nq; ++q) bases[q] = tb + ob[q];
         for (int64_t j = 0; j < g.M; ++j) {
           px_run<acc_t, acc_t, acc_t, 1>(bases.data(), nq, toff.data(), K,
                                          wt.data() + j * K * L, L, bv.data() + j * L,
@@ -832,11 +843,15 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
           const int64_t lane_stride = g.M * oC;
           const int64_t q_lo = oh0 * g.OW;
           if (out_cl) {
-            for (int64_t q = 0; q < nq; ++q) {
-              const int64_t oh = oh0 + q / g.OW, ow = q % g.OW;
-              scalar_t* d = dst + oh * oH + ow * oW;
-              const AV v = AV::loadu(tout.data() + q * L);
-              if (cw == L) io::store(d, v); else io::store_partial(d, v, cw);
+            for (int64_t r = 0; r < rows; ++r) {
+              scalar_t* drow = dst + (oh0 + r) * oH;
+              const acc_t* srow = tout.data() + r * g.OW * L;
+              if (cw == L) {
+                for (int64_t ow = 0; ow < g.OW; ++ow) io::store(drow + ow * oW, AV::loadu(srow + ow * L));
+              } else {
+                for (int64_t ow = 0; ow < g.OW; ++ow)
+                  io::store_partial(drow + ow * oW, AV::loadu(srow + ow * L), cw);
+              }
             }
           } else if (out_planar) {
             int64_t q0 = 0;
@@ -850,11 +865,11 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
               for (int64_t c = 0; c < cw; ++c)
                 dst[c * lane_stride + q_lo + q] = static_cast<scalar_t>(tout[q * L + c]);
           } else {
-            for (int64_t q = 0; q < nq; ++q) {
-              const int64_t oh = oh0 + q / g.OW, ow = q % g.OW;
-              for (int64_t c = 0; c < cw; ++c)
-                dst[c * lane_stride + oh * oH + ow * oW] = static_cast<scalar_t>(tout[q * L + c]);
-            }
+            for (int64_t r = 0; r < rows; ++r)
+              for (int64_t ow = 0; ow < g.OW; ++ow)
+                for (int64_t c = 0; c < cw; ++c)
+                  dst[c * lane_stride + (oh0 + r) * oH + ow * oW] =
+                      static_cast<scalar_t>(tout[(r * g.OW + ow) * L + c]);
           }
         }
       }
@@ -862,13 +877,140 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
   });
 }
 
-// DWCONV_ENGINE=planar|tiles (read once) forces the forward engine, for measurements.
+// ---------------------------------------------------------------------------
+// Forward, channels-last direct engine (input and output unit-stride in C,
+// multiplier 1, maps large enough that most outputs see every tap): reads the
+// input in place. Output pixels whose taps all fall inside the image are computed
+// in pixel blocks (px_run: one weight vector load per block, 8 accumulators);
+// the few border pixels of each row take a bounds-checked per-pixel path.
+// ---------------------------------------------------------------------------
+template <typename scalar_t, typename acc_t>
+inline void cl_pixel_checked(const scalar_t* in_row0, int64_t iH, int64_t iW, int64_t kh_lo,
+                             int64_t kh_hi, int64_t kw_lo, int64_t kw_hi, const Geo& g,
+                             const acc_t* wt, int64_t wstride, const acc_t* bias_blk,
+                             scalar_t* op, int64_t nvec, int64_t tail) {
+  using AV = Vec<acc_t>;
+  using io = IO<scalar_t, acc_t>;
+  constexpr int64_t L = AV::size();
+  AV acc[4];
+  for (int64_t u = 0; u <= nvec && u < 4; ++u) acc[u] = AV::loadu(bias_blk + u * L);
+  for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+    for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+      const scalar_t* ip = in_row0 + kh * g.DH * iH + kw * g.DW * iW;
+      const acc_t* wp = wt + (kh * g.KW + kw) * wstride;
+      for (int64_t u = 0; u < nvec; ++u)
+        acc[u] = at::vec::fmadd(io::load(ip + u * L), AV::loadu(wp + u * L), acc[u]);
+      if (tail)
+        acc[nvec] = at::vec::fmadd(io::load_partial(ip + nvec * L, tail),
+                                   AV::loadu(wp + nvec * L), acc[nvec]);
+    }
+  }
+  for (int64_t u = 0; u < nvec; ++u) io::store(op + u * L, acc[u]);
+  if (tail) io::store_partial(op + nvec * L, acc[nvec], tail);
+}
+
+template <typename scalar_t>
+void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
+                       const Tensor& weight, const Tensor& bias) {
+  using acc_t = acc_of<scalar_t>;
+  constexpr int64_t L = Vec<acc_t>::size();
+  constexpr int U = 2;
+  constexpr int64_t CB = U * L;  // channels per block
+  const scalar_t* in = input.const_data_ptr<scalar_t>();
+  scalar_t* out = output.mutable_data_ptr<scalar_t>();
+  const scalar_t* b = bias.defined() ? bias.const_data_ptr<scalar_t>() : nullptr;
+  const int64_t bs = bias.defined() ? bias.stride(0) : 0;
+  const int64_t iN = input.stride(0), iH = input.stride(2), iW = input.stride(3);
+  const int64_t oN = output.stride(0), oH = output.stride(2), oW = output.stride(3);
+  const scalar_t* w = weight.const_data_ptr<scalar_t>();
+  const int64_t w0 = weight.stride(0), w2 = weight.stride(2), w3 = weight.stride(3);
+  const int64_t K = g.K();
+  std::vector<int64_t> toff(K), kwlo(g.OW), kwhi(g.OW);
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t kw = 0; kw < g.KW; ++kw) toff[kh * g.KW + kw] = kh * g.DH * iH + kw * g.DW * iW;
+  int64_t ow_a = g.OW, ow_b = g.OW;  // interior columns [ow_a, ow_b)
+  for (int64_t ow = 0; ow < g.OW; ++ow) {
+    const int64_t base = ow * g.SW - g.PW;
+    kwlo[ow] = std::max<int64_t>(0, div_ceil(-base, g.DW));
+    kwhi[ow] = std::min<int64_t>(g.KW, div_floor(g.W - 1 - base, g.DW) + 1);
+    const bool full = kwlo[ow] == 0 && kwhi[ow] == g.KW;
+    if (full && ow_a == g.OW) ow_a = ow;
+    if (full) ow_b = ow + 1;
+  }
+  const int64_t work = std::max<int64_t>(1, g.OW * g.C * K);
+  const int64_t grain = std::max<int64_t>(1, 65536 / work);
+
+  at::parallel_for(0, g.N * g.OH, grain, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> wt(K * CB), bb(CB);
+    std::vector<const scalar_t*> bases(std::max<int64_t>(1, ow_b - ow_a));
+    for (int64_t c0 = 0; c0 < g.C; c0 += CB) {
+      const int64_t cw = std::min<int64_t>(CB, g.C - c0);
+      for (int64_t kh = 0; kh < g.KH; ++kh)
+        for (int64_t kw = 0; kw < g.KW; ++kw)
+          for (int64_t c = 0; c < CB; ++c)
+            wt[(kh * g.KW + kw) * CB + c] =
+                c < cw ? static_cast<acc_t>(w[(c0 + c) * w0 + kh * w2 + kw * w3]) : acc_t(0);
+      for (int64_t c = 0; c < CB; ++c)
+        bb[c] = (b && c < cw) ? static_cast<acc_t>(b[(c0 + c) * bs]) : acc_t(0);
+      const int64_t nvec = cw / L, tail = cw % L;
+      for (int64_t r = begin; r < end; ++r) {
+        const int64_t n = r / g.OH, oh = r % g.OH;
+        const int64_t hbase = oh * g.SH - g.PH;
+        const int64_t kh_lo = std::max<int64_t>(0, div_ceil(-hbase, g.DH));
+        const int64_t kh_hi = std::min<int64_t>(g.KH, div_floor(g.H - 1 - hbase, g.DH) + 1);
+        const scalar_t* in_n = in + n * iN + c0 + hbase * iH;  // tap (0, 0) row
+        scalar_t* orow = out + n * oN + oh * oH + c0;
+        auto checked = [&](int64_t ow) {
+          cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW, iH, iW, kh_lo, kh_hi,
+                                            kwlo[ow], kwhi[ow], g, wt.data(), CB, bb.data(),
+                                            orow + ow * oW, nvec, tail);
+        };
+        if (kh_hi <= kh_lo) {
+          for (int64_t ow = 0; ow < g.OW; ++ow) checked(ow);
+          continue;
+        }
+        for (int64_t ow = 0; ow < ow_a; ++ow) checked(ow);
+        const int64_t ni = ow_b - ow_a;
+        if (ni > 0) {
+          for (int64_t q = 0; q < ni; ++q)
+            bases[q] = in_n + ((ow_a + q) * g.SW - g.PW) * iW;
+          // valid rows kh_lo..kh_hi-1: a contiguous run of taps
+          const int64_t* tf = toff.data() + kh_lo * g.KW;
+          const int64_t nt = (kh_hi - kh_lo) * g.KW;
+          const acc_t* wk = wt.data() + kh_lo * g.KW * CB;
+          if (cw == CB) {
+            px_run<scalar_t, scalar_t, acc_t, U>(bases.data(), ni, tf, nt, wk, CB, bb.data(),
+                                                 orow + ow_a * oW, oW);
+          } else {
+            for (int64_t u = 0; u < nvec; ++u) {  // full vectors of a partial block
+              if (u > 0)
+                for (int64_t q = 0; q < ni; ++q) bases[q] += L;
+              px_run<scalar_t, scalar_t, acc_t, 1>(bases.data(), ni, tf, nt, wk + u * L, CB,
+                                                   bb.data() + u * L, orow + ow_a * oW + u * L, oW);
+            }
+            if (tail) {  // the last, partial vector: checked per pixel
+              for (int64_t ow = ow_a; ow < ow_b; ++ow)
+                cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
+                                                  iW, kh_lo, kh_hi, 0, g.KW, g, wt.data() + nvec * L,
+                                                  CB, bb.data() + nvec * L,
+                                                  orow + ow * oW + nvec * L, 0, tail);
+            }
+          }
+        }
+        for (int64_t ow = std::max(ow_b, ow_a); ow < g.OW; ++ow) checked(ow);
+      }
+    }
+  });
+}
+
+// DWCONV_ENGINE=planar|tiles|cl (read once) forces the forward engine, for measurements.
 int engine_override() {
   static const int v = [] {
     const char* e = std::getenv("DWCONV_ENGINE");
     if (e == nullptr) return 0;
     if (std::strcmp(e, "planar") == 0) return 1;
     if (std::strcmp(e, "tiles") == 0) return 2;
+    if (std::strcmp(e, "cl") == 0) return 3;
     return 0;
   }();
   return v;
@@ -884,6 +1026,17 @@ bool use_tile_engine(const Geo& g) {
   return 2 * g.C >= L;
 }
 
+// Channels-last maps where most outputs see every tap are read in place.
+bool use_cl_direct_engine(const Geo& g, const Tensor& input, const Tensor& output) {
+  if (!(g.M == 1 && g.C > 1 && input.stride(1) == 1 && output.stride(1) == 1)) return false;
+  const int ov = engine_override();
+  if (ov) return ov == 3;
+  const int64_t span_h = g.DH * (g.KH - 1), span_w = g.DW * (g.KW - 1);
+  const double inner_h = std::max<int64_t>(0, g.H - span_h) / static_cast<double>(g.SH);
+  const double inner_w = std::max<int64_t>(0, g.W - span_w) / static_cast<double>(g.SW);
+  return inner_h * inner_w >= 0.6 * static_cast<double>(g.OH * g.OW);
+}
+
 void native_depthwise_conv2d_forward_kernel(
     const Tensor& output, const Tensor& input, const Tensor& weight, const Tensor& bias,
     IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
@@ -891,7 +1044,9 @@ void native_depthwise_conv2d_forward_kernel(
   if (output.numel() == 0) return;
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
                                   "native_depthwise_conv2d_forward", [&] {
-    if (use_tile_engine<acc_of<scalar_t>>(g)) {
+    if (use_cl_direct_engine(g, input, output)) {
+      forward_cl_direct<scalar_t>(g, output, input, weight, bias);
+    } else if (use_tile_engine<acc_of<scalar_t>>(g)) {
       forward_tiles<scalar_t>(g, output, input, weight, bias);
     } else {
       forward_planar<scalar_t>(g, output, input, weight, bias);

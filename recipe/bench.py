@@ -1,0 +1,367 @@
+"""`python build.py bench`: depthwise convs, native kernel vs group loop vs oneDNN, in ONE run.
+
+For every layer of the shape suite (FACTS §5: MobileNetV2/V3, EfficientNet-B0, ConvNeXt-T,
+the 384x56x56 case, a Mamba-like causal conv1d), batch 1 and 8, fp32 and fp16, NCHW and
+channels_last, it times
+
+* native  -- ``aten::_conv_depthwise2d`` from the out-of-tree build (`python build.py
+  kernel`; loaded here), i.e. the kernel itself, one call;
+* loop    -- ``F.conv2d``/``F.conv1d`` with oneDNN disabled
+  (``torch.backends.mkldnn.flags(enabled=False)``) and the native routing shim off:
+  stock PyTorch's per-group loop (``groups`` x ``thnn_conv2d`` + ``cat``). Slow, so
+  time-boxed (fewer repetitions);
+* oneDNN  -- ``torch.mkldnn_convolution`` (one call), where this CPU/dtype has it;
+
+medians after warm-up, plus the bandwidth the native kernel achieves (input + output +
+weight bytes / time) against a copy bandwidth measured in the same run (``Tensor.copy_``
+of a buffer larger than the last-level cache, read + write bytes / time).
+
+Timings use the heap for large blocks (glibc ``mmap_threshold``/``trim_threshold``
+tunables, set by re-executing the interpreter): otherwise every multi-MB output is a
+fresh mmap and page faults dominate small kernels, for every backend alike (what a
+caching allocator avoids). ``--no-malloc-tuning`` turns this off.
+
+Prints a table and a summary (geomeans vs oneDNN per layout, fp16 vs fp32), writes JSON
+(``--json``) and, when matplotlib is installed, a PNG (``--plot``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Dict, List, Optional
+
+MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295"
+REEXEC_FLAG = "RECIPE_BENCH_REEXEC"
+
+# (name, channels, spatial size, kernel, stride, padding); conv1d: size = length
+SUITE = [
+    ("mnv2-32x112-k3", 32, 112, 3, 1, 1),
+    ("mnv2-96x112-k3s2", 96, 112, 3, 2, 1),
+    ("mnv2-144x56-k3", 144, 56, 3, 1, 1),
+    ("mnv2-192x28-k3", 192, 28, 3, 1, 1),
+    ("mnv2-576x14-k3s2", 576, 14, 3, 2, 1),
+    ("mnv2-960x7-k3", 960, 7, 3, 1, 1),
+    ("mnv3-72x56-k5s2", 72, 56, 5, 2, 2),
+    ("mnv3-672x14-k5s2", 672, 14, 5, 2, 2),
+    ("effb0-240x28-k5", 240, 28, 5, 1, 2),
+    ("effb0-672x14-k5", 672, 14, 5, 1, 2),
+    ("effb0-1152x7-k5", 1152, 7, 5, 1, 2),
+    ("convnext-96x56-k7", 96, 56, 7, 1, 3),
+    ("convnext-384x14-k7", 384, 14, 7, 1, 3),
+    ("convnext-768x7-k7", 768, 7, 7, 1, 3),
+    ("seed-384x56-k3", 384, 56, 3, 1, 1),
+    ("mamba-conv1d-1536xL1024-k4", 1536, 1024, 4, 1, 3),
+]
+SEED = "seed-384x56-k3"
+
+
+def _is_1d(name):
+    return "conv1d" in name
+
+
+def log(msg):
+    sys.stderr.write("[bench] %s\n" % msg)
+    sys.stderr.flush()
+
+
+def _maybe_reexec(args):
+    if args.no_malloc_tuning or os.environ.get(REEXEC_FLAG) or not sys.platform.startswith("linux"):
+        return
+    env = dict(os.environ)
+    env["GLIBC_TUNABLES"] = (env["GLIBC_TUNABLES"] + ":" if env.get("GLIBC_TUNABLES") else "") \
+        + MALLOC_TUNABLES
+    env[REEXEC_FLAG] = "1"
+    sys.stdout.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def _time(fn, warmup, reps, budget_s):
+    """Median wall time (s) of fn() after warm-up; at most `reps` runs or `budget_s`."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    t_start = time.perf_counter()
+    while len(times) < reps:
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if time.perf_counter() - t_start > budget_s and len(times) >= 1:
+            break
+    return statistics.median(times), len(times)
+
+
+def copy_bandwidth(torch, nbytes=256 << 20, reps=10):
+    """GB/s of Tensor.copy_ (read + write bytes) on a buffer larger than the LLC."""
+    n = nbytes // 4
+    src = torch.ones(n)
+    dst = torch.empty(n)
+    dst.copy_(src)
+    best = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        best.append(time.perf_counter() - t0)
+    return 2 * nbytes / statistics.median(best) / 1e9
+
+
+def machine_info(torch):
+    cpu = platform.processor() or ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name") or line.startswith("Model"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    return {"cpu": cpu, "machine": platform.machine(), "nproc": os.cpu_count(),
+            "torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "loadavg_start": load, "python": platform.python_version()}
+
+
+def run_case(torch, F, name, C, S, k, s, p, N, dtype, layout, args):
+    one_d = _is_1d(name)
+    g = torch.Generator().manual_seed(0)
+    if one_d:
+        x = torch.randn(N, C, S, generator=g).to(dtype)
+        if layout == "channels_last":  # (N, L, C) activations seen as (N, C, L): Mamba's layout
+            x = torch.randn(N, S, C, generator=g).to(dtype).transpose(1, 2)
+        w = torch.randn(C, 1, k, generator=g).to(dtype)
+        x4, w4 = x.unsqueeze(2), w.unsqueeze(2)
+        ks, st, pd, dl = [1, k], [1, s], [0, p], [1, 1]
+        out_sp = (S + 2 * p - k) // s + 1
+        out_elems = N * C * out_sp
+    else:
+        x = torch.randn(N, C, S, S, generator=g).to(dtype)
+        if layout == "channels_last":
+            x = x.contiguous(memory_format=torch.channels_last)
+        w = torch.randn(C, 1, k, k, generator=g).to(dtype)
+        x4, w4 = x, w
+        ks, st, pd, dl = [k, k], [s, s], [p, p], [1, 1]
+        out_sp = (S + 2 * p - k) // s + 1
+        out_elems = N * C * out_sp * out_sp
+    b = torch.randn(C, generator=g).to(dtype)
+    esz = x.element_size()
+    nbytes = (x.numel() + out_elems + w.numel() + C) * esz
+    res = {"case": name, "C": C, "size": S, "k": k, "stride": s, "pad": p, "batch": N,
+           "dtype": str(dtype).replace("torch.", ""), "layout": layout, "bytes": nbytes}
+
+    def native():
+        return torch.ops.aten._conv_depthwise2d(x4, w4, ks, b, st, pd, dl)
+
+    t, n = _time(native, args.warmup, args.reps, args.budget)
+    res["native_ms"], res["native_reps"] = t * 1e3, n
+
+    # oneDNN, one call
+    def onednn():
+        if one_d:
+            return torch.mkldnn_convolution(x, w, b, [p], [s], [1], C)
+        return torch.mkldnn_convolution(x, w, b, pd, st, dl, C)
+    try:
+        onednn()
+        t, n = _time(onednn, args.warmup, args.reps, args.budget)
+        res["onednn_ms"], res["onednn_reps"] = t * 1e3, n
+    except RuntimeError as e:
+        res["onednn_ms"], res["onednn_note"] = None, str(e).splitlines()[0][:120]
+
+    # stock group loop (oneDNN off, routing shim off)
+    if not args.no_loop and not (args.quick and N > 1):
+        ops = torch.ops.native_dwconv
+
+        def loop():
+            if one_d:
+                return F.conv1d(x, w, b, s, p, 1, C)
+            return F.conv2d(x, w, b, s, p, 1, C)
+        prev = ops.set_shim_enabled(False)
+        try:
+            with torch.backends.mkldnn.flags(enabled=False):
+                t, n = _time(loop, 1, args.loop_reps, args.loop_budget)
+            res["loop_ms"], res["loop_reps"] = t * 1e3, n
+        finally:
+            ops.set_shim_enabled(prev)
+    else:
+        res["loop_ms"] = None
+    res["native_gbps"] = nbytes / (res["native_ms"] * 1e-3) / 1e9
+    return res
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
+
+
+def summarize(results, copy_gbps):
+    out = {}
+    for layout in ("nchw", "channels_last"):
+        for dtype in ("float32", "float16"):
+            rs = [r for r in results if r["layout"] == layout and r["dtype"] == dtype]
+            out["vs_onednn/%s/%s" % (layout, dtype)] = geomean(
+                [r["onednn_ms"] / r["native_ms"] for r in rs if r.get("onednn_ms")])
+            out["vs_loop/%s/%s" % (layout, dtype)] = geomean(
+                [r["loop_ms"] / r["native_ms"] for r in rs if r.get("loop_ms")])
+    fp = {}
+    for r in results:
+        fp.setdefault((r["case"], r["batch"], r["layout"]), {})[r["dtype"]] = r["native_ms"]
+    ratios = [v["float32"] / v["float16"] for v in fp.values() if "float32" in v and "float16" in v]
+    out["fp16_speedup_over_fp32"] = geomean(ratios)
+    seed = [r for r in results if r["case"] == SEED and r["batch"] == 1 and r["dtype"] == "float32"]
+    for r in seed:
+        out["seed_pct_copy_bw/%s" % r["layout"]] = 100.0 * r["native_gbps"] / copy_gbps
+    return out
+
+
+def fmt_ms(v):
+    return "   n/a  " if v is None else ("%8.3f" % v if v < 100 else "%8.1f" % v)
+
+
+def print_table(results, copy_gbps, summary, info):
+    hdr = ("%-28s %2s %-7s %-6s %8s %8s %8s %7s %5s %8s %7s"
+           % ("case", "N", "dtype", "layout", "native", "loop", "oneDNN", "GB/s", "%copy",
+              "vs loop", "vs 1DNN"))
+    print(hdr)
+    print("-" * len(hdr))
+    for r in results:
+        vl = r["loop_ms"] / r["native_ms"] if r.get("loop_ms") else None
+        vo = r["onednn_ms"] / r["native_ms"] if r.get("onednn_ms") else None
+        print("%-28s %2d %-7s %-6s %s %s %s %7.1f %5.0f %8s %7s" % (
+            r["case"], r["batch"], r["dtype"], "NCHW" if r["layout"] == "nchw" else "CL",
+            fmt_ms(r["native_ms"]), fmt_ms(r.get("loop_ms")), fmt_ms(r.get("onednn_ms")),
+            r["native_gbps"], 100.0 * r["native_gbps"] / copy_gbps,
+            "" if vl is None else "%.1fx" % vl, "" if vo is None else "%.2fx" % vo))
+    print()
+    print("times: median ms per call; GB/s: (input + output + weight bytes) / native time;")
+    print("%%copy: of the copy bandwidth measured in this run (%.1f GB/s, %d-thread Tensor.copy_ "
+          "of 256 MiB)" % (copy_gbps, info["threads"]))
+    for key in sorted(summary):
+        v = summary[key]
+        if v is not None:
+            print("%-40s %.2f" % (key, v))
+
+
+def plot(results, path):
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log("--plot needs matplotlib (pip install matplotlib); no PNG written")
+        return False
+    rows = [r for r in results if r.get("onednn_ms") or r.get("loop_ms")]
+    labels = ["%s N%d %s %s" % (r["case"], r["batch"], r["dtype"][-2:],
+                                "NCHW" if r["layout"] == "nchw" else "CL") for r in rows]
+    fig, ax = plt.subplots(figsize=(10, max(4, 0.22 * len(rows))))
+    y = list(range(len(rows)))
+    ax.barh([v - 0.2 for v in y], [r["onednn_ms"] / r["native_ms"] if r.get("onednn_ms") else 0
+                                   for r in rows], height=0.4, label="native speedup vs oneDNN")
+    ax.barh([v + 0.2 for v in y], [min(50, r["loop_ms"] / r["native_ms"]) if r.get("loop_ms") else 0
+                                   for r in rows], height=0.4, label="vs group loop (capped 50x)")
+    ax.axvline(1.0, color="k", lw=0.8)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=6)
+    ax.set_xscale("log")
+    ax.legend(fontsize=7)
+    ax.set_title("native depthwise kernel: speedup (higher is better)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    return True
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="python build.py bench", description=__doc__.split("\n\n")[0])
+    p.add_argument("--quick", action="store_true",
+                   help="batch 1 only for the group loop, fewer repetitions (~1 minute)")
+    p.add_argument("--json", metavar="OUT", help="write all results as JSON")
+    p.add_argument("--plot", metavar="PNG", help="write a PNG chart (needs matplotlib)")
+    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N)")
+    p.add_argument("--cases", default=None, help="comma-separated substrings of case names")
+    p.add_argument("--batch", default="1,8")
+    p.add_argument("--dtypes", default="float32,float16")
+    p.add_argument("--layouts", default="nchw,channels_last")
+    p.add_argument("--no-loop", action="store_true", help="skip the (slow) group loop")
+    p.add_argument("--no-malloc-tuning", action="store_true",
+                   help="do not re-exec with glibc malloc tunables (see module doc)")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--reps", type=int, default=50)
+    p.add_argument("--budget", type=float, default=0.4, help="seconds per native/oneDNN timing")
+    p.add_argument("--loop-reps", type=int, default=5)
+    p.add_argument("--loop-budget", type=float, default=1.0, help="seconds per group-loop timing")
+    return p
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.quick:
+        args.reps, args.budget, args.loop_reps, args.loop_budget = 20, 0.15, 2, 0.3
+    _maybe_reexec(args)
+    import torch
+    import torch.nn.functional as F
+    from recipe.kernel import load_kernel
+    path = load_kernel(quiet=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    info = machine_info(torch)
+    info["kernel_library"] = path
+    info["malloc_tuning"] = bool(os.environ.get(REEXEC_FLAG))
+    log("%s, %d threads, torch %s (%s); native kernel %s" % (
+        info["cpu"], info["threads"], info["torch"], info["cpu_capability"], path))
+    copy_gbps = copy_bandwidth(torch)
+    log("copy bandwidth: %.1f GB/s" % copy_gbps)
+    # warm-up of the thread pool and allocator
+    wx = torch.randn(8, 64, 56, 56)
+    ww = torch.randn(64, 1, 3, 3)
+    for _ in range(10):
+        torch.ops.aten._conv_depthwise2d(wx, ww, [3, 3], None, [1, 1], [1, 1], [1, 1])
+        torch.mkldnn_convolution(wx, ww, None, [1, 1], [1, 1], [1, 1], 64)
+    sel = [c for c in SUITE if not args.cases or any(s in c[0] for s in args.cases.split(","))]
+    batches = [int(b) for b in args.batch.split(",")]
+    dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
+    layouts = args.layouts.split(",")
+    results = []
+    t0 = time.time()
+    for (name, C, S, k, s, p) in sel:
+        for N in batches:
+            for dt in dtypes:
+                for lay in layouts:
+                    r = run_case(torch, F, name, C, S, k, s, p, N, dt, lay, args)
+                    results.append(r)
+                    log("%-28s N=%d %-7s %-13s native %s ms  loop %s  oneDNN %s" % (
+                        name, N, r["dtype"], lay, fmt_ms(r["native_ms"]).strip(),
+                        fmt_ms(r.get("loop_ms")).strip(), fmt_ms(r.get("onednn_ms")).strip()))
+    try:
+        info["loadavg_end"] = os.getloadavg()
+    except OSError:
+        pass
+    info["seconds"] = time.time() - t0
+    summary = summarize(results, copy_gbps)
+    print_table(results, copy_gbps, summary, info)
+    print("machine: %s, %s cores, %d threads, torch %s (%s); load average start %s end %s" % (
+        info["cpu"], info["nproc"], info["threads"], info["torch"], info["cpu_capability"],
+        _fmt_load(info.get("loadavg_start")), _fmt_load(info.get("loadavg_end"))))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": info, "copy_gbps": copy_gbps, "summary": summary,
+                       "results": results}, f, indent=1)
+        log("wrote %s" % args.json)
+    if args.plot:
+        if plot(results, args.plot):
+            log("wrote %s" % args.plot)
+    return 0
+
+
+def _fmt_load(v):
+    return "n/a" if not v else "%.2f/%.2f/%.2f" % tuple(v)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
