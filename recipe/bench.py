@@ -184,11 +184,14 @@ def run_case(torch, F, name, C, S, k, s, p, N, dtype, layout, args):
                 return F.conv1d(x, w, b, s, p, 1, C)
             return F.conv2d(x, w, b, s, p, 1, C)
         prev = ops.set_shim_enabled(False)
+        # (not torch.backends.mkldnn.flags(): it warns about TF32 on every entry in 2.13)
+        prev_mkldnn = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = False
         try:
-            with torch.backends.mkldnn.flags(enabled=False):
-                t, n = _time(loop, 1, args.loop_reps, args.loop_budget)
+            t, n = _time(loop, 1, args.loop_reps, args.loop_budget)
             res["loop_ms"], res["loop_reps"] = t * 1e3, n
         finally:
+            torch.backends.mkldnn.enabled = prev_mkldnn
             ops.set_shim_enabled(prev)
     else:
         res["loop_ms"] = None

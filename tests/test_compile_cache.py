@@ -88,7 +88,7 @@ def free_port():
 
 def need(tool, how):
     if not shutil.which(tool):
-        pytest.skip("{} not on PATH ({}); tools/ship_deps.sh installs it".format(tool, how))
+        pytest.skip("{} not on PATH ({}); tools/test.sh installs it".format(tool, how))
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ def parse():
     try:
         import dockerfile
     except ImportError:
-        pytest.skip("the Dockerfile parser is missing: pip install {} (tools/ship_deps.sh)"
+        pytest.skip("the Dockerfile parser is missing: pip install {} (tools/test.sh)"
                     .format(DOCKERFILE_PARSER_PIN))
     return dockerfile.parse_file(DOCKERFILE)
 
@@ -302,7 +302,7 @@ def make_python_rootfs_tar(dest):
     if not busybox or not os.path.exists(py) or not os.path.isdir(stdlib) or \
             not os.path.isdir(os.path.join(dist, "yaml")):
         return "needs busybox (busybox-static), Debian's python3 and python3-yaml " \
-            "(tools/ship_deps.sh installs them)"
+            "(tools/test.sh installs them)"
     sos = [busybox, py] + [os.path.join(r, f) for r, _, fs in os.walk(stdlib) for f in fs
                   if f.endswith(".so")] + \
           [os.path.join(r, f) for r, _, fs in os.walk(os.path.join(dist, "_yaml"))
@@ -347,7 +347,7 @@ def make_python_rootfs_tar(dest):
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     if not shutil.which("podman"):
-        pytest.skip("podman is not installed (Debian package podman; tools/ship_deps.sh)")
+        pytest.skip("podman is not installed (Debian package podman; tools/test.sh)")
     root = tmp_path_factory.mktemp("podman")
     why = make_python_rootfs_tar(str(root / "rootfs.tar"))
     if why:

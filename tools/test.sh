@@ -13,7 +13,7 @@ if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 APT_PACKAGES=(
   qemu-user-static binfmt-support debootstrap gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
   g++ cmake ninja-build scons git patchelf file unzip xz-utils dpkg-dev
-  redis-server ccache
+  redis-server redis-tools ccache podman busybox-static python3-yaml
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
