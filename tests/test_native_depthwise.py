@@ -30,8 +30,14 @@ DTYPES = list(TOLERANCE)
 
 @pytest.fixture(scope="module", autouse=True)
 def native_kernel():
-    """Build (or reuse the cached build of) the kernel and load it into this process."""
-    return load_kernel(quiet=True)
+    """Build (or reuse the cached build of) the kernel and load it into this process.
+
+    A loaded library cannot be unloaded: afterwards its routing shim is switched off, so
+    the tests that run later in this process see stock PyTorch's convolution routing."""
+    path = load_kernel(quiet=True)
+    torch.ops.native_dwconv.set_shim_enabled(True)
+    yield path
+    torch.ops.native_dwconv.set_shim_enabled(False)
 
 
 def dwconv(x, w, b=None, stride=1, padding=0, dilation=1):
