@@ -9,18 +9,29 @@
 // at::vec::Vectorized and at::parallel_for, so the same source becomes NEON
 // (fp16 arithmetic where the target has it), AVX2 or AVX-512 code.
 //
-// Two layouts, chosen from the strides (no copy of the input is ever made):
-//  * planar (NCHW, or any strides): one task per (image, input channel) plane.
+// Three forward engines, chosen from the strides and shape (no copy of the whole
+// input is ever made; grad_input / grad_weight: planar and channels-last):
+//  * planar (fewer than L/2 channels, any strides): one task per (image, input
+//    channel) plane.
 //    Input rows are copied, converted to the accumulation type, into a small
 //    ring of zero-padded rows (L1-resident); a horizontal stride s is handled by
 //    de-interleaving each row into s phases while copying, so every tap reads a
 //    contiguous vector. Output rows are vectorised over the output width with
 //    4 independent accumulators; the m output channels of an input channel
 //    share the ring.
-//  * channels-last (C unit-stride, channel multiplier 1): vectorised over
-//    channels, blocks of up to 4 vectors; weights are transposed per channel
-//    block into a [taps][channels] stack buffer; the valid tap ranges of each
-//    output column are precomputed, so the inner loops have no branches.
+//  * tiles (the default for C >= L/2, NCHW and channels-last alike): per (image,
+//    block of L channels) and band of output rows, the input is brought into a
+//    zero-padded channels-last tile (in-register L x L transposes for NCHW) and
+//    computed vectorised over channels, then written back (transposed for NCHW).
+//  * channels-last direct (C unit-stride, channel multiplier 1, mostly interior
+//    outputs): reads the input in place, rows outer / channel blocks inner; the
+//    weights of all channel blocks are transposed to [block][tap][channels] once
+//    per call; the few border pixels take a bounds-checked path.
+// Both channel-vectorised engines use, for KW in {3,5,7}, DW == 1, SW in {1,2}, a
+// sliding-window row micro-kernel (slide_block: 12 (512-bit vectors) or 8 output
+// pixels in registers, each input vector loaded once per kernel row and reused for
+// all KW taps, KW weight vectors hoisted per kernel row, compile-time unrolled);
+// other shapes use px_block (8 pixels, one weight load per 8 FMAs).
 // grad_input is the gather form of the transposed conv (no atomics, no zero
 // fill); grad_weight is parallel over channels (each task owns its channels'
 // weights: no atomics) and always accumulates in fp32 (fp64 for double).
@@ -51,6 +62,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 // fp16 accumulation only where fp16 vector arithmetic exists AND Vectorized<Half>
@@ -669,6 +681,112 @@ inline void px_run(const in_t* const* bases, int64_t n, const int64_t* toff, int
     px_block<in_t, out_t, acc_t, 1, U>(bases + p, toff, nt, wt, wstride, bias, out + p * ostep, ostep);
 }
 
+// ---------------------------------------------------------------------------
+// Sliding-window row micro-kernel (tile engine, KW in {3, 5, 7}, DW == 1,
+// SW in {1, 2}): P consecutive output pixels of one row x one channel vector.
+// Per kernel row the KW weight vectors are loaded once, and every input vector
+// of the row segment is loaded once and used for all (pixel, kw) pairs that read
+// it: (P-1)*SW + KW loads for P*KW FMAs (px_block: P*KW + KW). The loops are
+// compile-time (index_sequence folds), so the accumulators and weights live in
+// registers. Per pixel the taps are summed in the same (kh, kw) order as px_block.
+// ---------------------------------------------------------------------------
+template <typename F, std::size_t... I>
+inline void static_for_impl(F&& f, std::index_sequence<I...>) {
+  (f(std::integral_constant<int, static_cast<int>(I)>{}), ...);
+}
+template <int N, typename F>
+inline void static_for(F&& f) {
+  static_for_impl(std::forward<F>(f), std::make_index_sequence<N>{});
+}
+
+template <typename in_t, typename acc_t, typename out_t, int P, int KW, int S, int64_t IS, int64_t WS>
+inline void slide_block(const in_t* in, int64_t istep, int64_t khstride, int64_t KH,
+                        const acc_t* w, int64_t wstride, const acc_t* bias, out_t* out,
+                        int64_t ostep) {
+  using AV = Vec<acc_t>;
+  // compile-time strides where the caller knows them: fewer address registers
+  const int64_t is = IS ? IS : istep;
+  const int64_t ws = WS ? WS : wstride;
+  AV acc[P];
+  const AV bv = AV::loadu(bias);
+  static_for<P>([&](auto p) { acc[p] = bv; });
+  for (int64_t kh = 0; kh < KH; ++kh) {
+    const in_t* r = in + kh * khstride;
+    const acc_t* wk = w + kh * KW * ws;
+    AV wv[KW];
+    static_for<KW>([&](auto k) { wv[k] = AV::loadu(wk + k * ws); });
+    static_for<(P - 1) * S + KW>([&](auto j) {
+      const AV x = IO<in_t, acc_t>::load(r + j * is);
+      static_for<KW>([&](auto k) {
+        constexpr int d = static_cast<int>(j) - static_cast<int>(k);
+        if constexpr (d >= 0 && d % S == 0 && d / S < P) {
+          acc[d / S] = at::vec::fmadd(x, wv[k], acc[d / S]);
+        }
+      });
+    });
+  }
+  static_for<P>([&](auto p) { IO<out_t, acc_t>::store(out + p * ostep, acc[p]); });
+}
+
+// One block of exactly n (1 <= n <= Q) pixels.
+template <typename in_t, typename acc_t, typename out_t, int Q, int KW, int S, int64_t IS, int64_t WS>
+inline void slide_any(const in_t* in, int64_t istep, int64_t khstride, int64_t KH,
+                      const acc_t* w, int64_t wstride, const acc_t* bias, out_t* out,
+                      int64_t ostep, int64_t n) {
+  if (n == Q) {
+    slide_block<in_t, acc_t, out_t, Q, KW, S, IS, WS>(in, istep, khstride, KH, w, wstride, bias, out,
+                                              ostep);
+  } else if constexpr (Q > 1) {
+    slide_any<in_t, acc_t, out_t, Q - 1, KW, S, IS, WS>(in, istep, khstride, KH, w, wstride, bias, out,
+                                                ostep, n);
+  }
+}
+
+// One output row segment of n pixels; `in`: input pixel of tap (0, 0) of the first
+// output pixel (input pixel stride istep, kernel-row stride khstride); weights
+// [kh][kw] with stride wstride per tap. The row is split into the fewest blocks of
+// at most P pixels, of (nearly) equal sizes (14 -> 7 + 7, not 12 + 2). P = 12 where
+// a vector is 512 bits (32 registers: 12 accumulators + KW weights fit), else 8.
+template <typename in_t, typename acc_t, typename out_t, int KW, int S, int64_t IS, int64_t WS>
+void slide_row(const in_t* in, int64_t istep, int64_t khstride, int64_t KH, const acc_t* w,
+               int64_t wstride, const acc_t* bias, out_t* out, int64_t ostep, int64_t n) {
+  constexpr int P = Vec<acc_t>::size() * sizeof(acc_t) >= 64 ? 12 : 8;
+  if (n <= 0) return;
+  if (IS) istep = IS;
+  const int64_t nb = div_ceil(n, P);
+  const int64_t q = div_ceil(n, nb);
+  const int64_t nbig = n - nb * (q - 1);  // blocks of q pixels, then blocks of q - 1
+  int64_t p = 0;
+  for (int64_t bi = 0; bi < nb; ++bi) {
+    const int64_t sz = bi < nbig ? q : q - 1;
+    if (sz == P) {
+      slide_block<in_t, acc_t, out_t, P, KW, S, IS, WS>(in + p * S * istep, istep, khstride, KH, w,
+                                                wstride, bias, out + p * ostep, ostep);
+    } else {
+      slide_any<in_t, acc_t, out_t, P - 1, KW, S, IS, WS>(in + p * S * istep, istep, khstride, KH, w,
+                                                  wstride, bias, out + p * ostep, ostep, sz);
+    }
+    p += sz;
+  }
+}
+
+template <typename in_t, typename acc_t, typename out_t>
+using slide_row_fn = void (*)(const in_t*, int64_t, int64_t, int64_t, const acc_t*, int64_t,
+                              const acc_t*, out_t*, int64_t, int64_t);
+
+// The specialisation for (KW, SW), or nullptr (DW != 1 or another shape).
+// IS / WS: the input pixel / weight tap strides when known at compile time, else 0.
+template <typename in_t, typename acc_t, typename out_t, int64_t IS, int64_t WS>
+slide_row_fn<in_t, acc_t, out_t> pick_slide_row(const Geo& g) {
+  if (g.DW != 1) return nullptr;
+#define DWCONV_SLIDE(kw, s) \
+  if (g.KW == kw && g.SW == s) return &slide_row<in_t, acc_t, out_t, kw, s, IS, WS>;
+  DWCONV_SLIDE(3, 1) DWCONV_SLIDE(5, 1) DWCONV_SLIDE(7, 1)
+  DWCONV_SLIDE(3, 2) DWCONV_SLIDE(5, 2) DWCONV_SLIDE(7, 2)
+#undef DWCONV_SLIDE
+  return nullptr;
+}
+
 // In-register transpose of an L x L block (L = Vec<T>::size(), a power of two):
 // log2(L) rounds of perfect shuffles (interleave2 of rows i and i + L/2).
 template <typename T>
@@ -760,24 +878,36 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
       obase[oh * g.OW + ow] = (oh * g.SH * Wp + ow * g.SW) * L;
   const int64_t work = std::max<int64_t>(1, g.OH * g.OW * K * g.M * L);
   const int64_t grain = std::max<int64_t>(1, 65536 / work);
+  const auto slide = pick_slide_row<acc_t, acc_t, acc_t, L, L>(g);
+
+  // Weights [block][j][tap][L] and bias [block][j][L] of every channel block, once
+  // (not once per image and block).
+  std::vector<acc_t> wall(nblk * g.M * K * L), ball(nblk * g.M * L);
+  for (int64_t blk = 0; blk < nblk; ++blk) {
+    const int64_t c0 = blk * L, cw = std::min<int64_t>(L, g.C - c0);
+    acc_t* wt = wall.data() + blk * g.M * K * L;
+    acc_t* bv = ball.data() + blk * g.M * L;
+    for (int64_t j = 0; j < g.M; ++j) {
+      for (int64_t c = 0; c < L; ++c) {
+        const int64_t oc = (c0 + c) * g.M + j;
+        for (int64_t kh = 0; kh < g.KH; ++kh)
+          for (int64_t kw = 0; kw < g.KW; ++kw)
+            wt[(j * K + kh * g.KW + kw) * L + c] =
+                c < cw ? static_cast<acc_t>(w[oc * w0 + kh * w2 + kw * w3]) : acc_t(0);
+        bv[j * L + c] = (b && c < cw) ? static_cast<acc_t>(b[oc * bs]) : acc_t(0);
+      }
+    }
+  }
 
   at::parallel_for(0, g.N * nblk, grain, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> tile(tl.TR * Wp * L + L, acc_t(0));  // column pads stay zero
-    std::vector<acc_t> tout(tl.RB * g.OW * L), wt(g.M * K * L), bv(g.M * L);
+    std::vector<acc_t> tout(tl.RB * g.OW * L);
     std::vector<const acc_t*> bases(tl.RB * g.OW);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / nblk, c0 = (task % nblk) * L;
       const int64_t cw = std::min<int64_t>(L, g.C - c0);
-      for (int64_t j = 0; j < g.M; ++j) {
-        for (int64_t c = 0; c < L; ++c) {
-          const int64_t oc = (c0 + c) * g.M + j;
-          for (int64_t kh = 0; kh < g.KH; ++kh)
-            for (int64_t kw = 0; kw < g.KW; ++kw)
-              wt[(j * K + kh * g.KW + kw) * L + c] =
-                  c < cw ? static_cast<acc_t>(w[oc * w0 + kh * w2 + kw * w3]) : acc_t(0);
-          bv[j * L + c] = (b && c < cw) ? static_cast<acc_t>(b[oc * bs]) : acc_t(0);
-        }
-      }
+      const acc_t* wtd = wall.data() + (task % nblk) * g.M * K * L;
+      const acc_t* bvd = ball.data() + (task % nblk) * g.M * L;
       const scalar_t* src = in + n * iN + c0 * iC;
       for (int64_t band = 0; band < tl.nbands; ++band) {
         const int64_t oh0 = band * tl.RB;
@@ -833,11 +963,18 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
         }
         const int64_t nq = rows * g.OW;
         const int64_t* ob = obase.data() + oh0 * g.OW;
-        for (int64_t q = 0; q < nq; ++q) bases[q] = tb + ob[q];
+        if (!slide)
+          for (int64_t q = 0; q < nq; ++q) bases[q] = tb + ob[q];
         for (int64_t j = 0; j < g.M; ++j) {
-          px_run<acc_t, acc_t, acc_t, 1>(bases.data(), nq, toff.data(), K,
-                                         wt.data() + j * K * L, L, bv.data() + j * L,
-                                         tout.data(), L);
+          if (slide) {
+            for (int64_t r = 0; r < rows; ++r)
+              slide(tile.data() + r * g.SH * Wp * L, L, g.DH * Wp * L, g.KH, wtd + j * K * L,
+                    L, bvd + j * L, tout.data() + r * g.OW * L, L, g.OW);
+          } else {
+            px_run<acc_t, acc_t, acc_t, 1>(bases.data(), nq, toff.data(), K,
+                                           wtd + j * K * L, L, bvd + j * L,
+                                           tout.data(), L);
+          }
           // lane c -> output channel (c0 + c) * M + j; pixels [oh0 * OW, oh0 * OW + nq)
           scalar_t* dst = out + n * oN + (c0 * g.M + j) * oC;
           const int64_t lane_stride = g.M * oC;
@@ -892,6 +1029,20 @@ inline void cl_pixel_checked(const scalar_t* in_row0, int64_t iH, int64_t iW, in
   using AV = Vec<acc_t>;
   using io = IO<scalar_t, acc_t>;
   constexpr int64_t L = AV::size();
+  if (nvec == 2 && tail == 0) {  // a full block of the direct engine: registers only
+    AV a0 = AV::loadu(bias_blk), a1 = AV::loadu(bias_blk + L);
+    for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
+      for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
+        const scalar_t* ip = in_row0 + kh * g.DH * iH + kw * g.DW * iW;
+        const acc_t* wp = wt + (kh * g.KW + kw) * wstride;
+        a0 = at::vec::fmadd(io::load(ip), AV::loadu(wp), a0);
+        a1 = at::vec::fmadd(io::load(ip + L), AV::loadu(wp + L), a1);
+      }
+    }
+    io::store(op, a0);
+    io::store(op + L, a1);
+    return;
+  }
   AV acc[4];
   for (int64_t u = 0; u <= nvec && u < 4; ++u) acc[u] = AV::loadu(bias_blk + u * L);
   for (int64_t kh = kh_lo; kh < kh_hi; ++kh) {
@@ -939,21 +1090,34 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
   }
   const int64_t work = std::max<int64_t>(1, g.OW * g.C * K);
   const int64_t grain = std::max<int64_t>(1, 65536 / work);
+  // KW = 3: px_run over both vectors of a block measured faster in place (k3 is
+  // mostly memory-bound; one pass per pixel instead of one per vector).
+  const auto slide = g.KW > 3 ? pick_slide_row<scalar_t, acc_t, scalar_t, 0, CB>(g) : nullptr;
 
+  // Weights [block][tap][CB] and bias [block][CB] of every channel block, once.
+  const int64_t nblocks = div_ceil(g.C, CB);
+  std::vector<acc_t> wall(nblocks * K * CB), ball(nblocks * CB);
+  for (int64_t blk = 0; blk < nblocks; ++blk) {
+    const int64_t c0 = blk * CB, cw = std::min<int64_t>(CB, g.C - c0);
+    for (int64_t kh = 0; kh < g.KH; ++kh)
+      for (int64_t kw = 0; kw < g.KW; ++kw)
+        for (int64_t c = 0; c < CB; ++c)
+          wall[(blk * K + kh * g.KW + kw) * CB + c] =
+              c < cw ? static_cast<acc_t>(w[(c0 + c) * w0 + kh * w2 + kw * w3]) : acc_t(0);
+    for (int64_t c = 0; c < CB; ++c)
+      ball[blk * CB + c] = (b && c < cw) ? static_cast<acc_t>(b[(c0 + c) * bs]) : acc_t(0);
+  }
+
+  // Rows outer, channel blocks inner: the input rows of an output row stay cache-hot
+  // across its blocks.
   at::parallel_for(0, g.N * g.OH, grain, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> wt(K * CB), bb(CB);
     std::vector<const scalar_t*> bases(std::max<int64_t>(1, ow_b - ow_a));
-    for (int64_t c0 = 0; c0 < g.C; c0 += CB) {
-      const int64_t cw = std::min<int64_t>(CB, g.C - c0);
-      for (int64_t kh = 0; kh < g.KH; ++kh)
-        for (int64_t kw = 0; kw < g.KW; ++kw)
-          for (int64_t c = 0; c < CB; ++c)
-            wt[(kh * g.KW + kw) * CB + c] =
-                c < cw ? static_cast<acc_t>(w[(c0 + c) * w0 + kh * w2 + kw * w3]) : acc_t(0);
-      for (int64_t c = 0; c < CB; ++c)
-        bb[c] = (b && c < cw) ? static_cast<acc_t>(b[(c0 + c) * bs]) : acc_t(0);
-      const int64_t nvec = cw / L, tail = cw % L;
-      for (int64_t r = begin; r < end; ++r) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t c0 = 0; c0 < g.C; c0 += CB) {
+        const int64_t cw = std::min<int64_t>(CB, g.C - c0);
+        const acc_t* wtd = wall.data() + (c0 / CB) * K * CB;
+        const acc_t* bbd = ball.data() + (c0 / CB) * CB;
+        const int64_t nvec = cw / L, tail = cw % L;
         const int64_t n = r / g.OH, oh = r % g.OH;
         const int64_t hbase = oh * g.SH - g.PH;
         const int64_t kh_lo = std::max<int64_t>(0, div_ceil(-hbase, g.DH));
@@ -962,7 +1126,7 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
         scalar_t* orow = out + n * oN + oh * oH + c0;
         auto checked = [&](int64_t ow) {
           cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW, iH, iW, kh_lo, kh_hi,
-                                            kwlo[ow], kwhi[ow], g, wt.data(), CB, bb.data(),
+                                            kwlo[ow], kwhi[ow], g, wtd, CB, bbd,
                                             orow + ow * oW, nvec, tail);
         };
         if (kh_hi <= kh_lo) {
@@ -977,22 +1141,34 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
           // valid rows kh_lo..kh_hi-1: a contiguous run of taps
           const int64_t* tf = toff.data() + kh_lo * g.KW;
           const int64_t nt = (kh_hi - kh_lo) * g.KW;
-          const acc_t* wk = wt.data() + kh_lo * g.KW * CB;
-          if (cw == CB) {
-            px_run<scalar_t, scalar_t, acc_t, U>(bases.data(), ni, tf, nt, wk, CB, bb.data(),
+          const acc_t* wk = wtd + kh_lo * g.KW * CB;
+          if (slide) {
+            const scalar_t* i0 = in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW;
+            for (int64_t u = 0; u < nvec; ++u)
+              slide(i0 + u * L, iW, g.DH * iH, kh_hi - kh_lo,
+                    wk + u * L, CB, bbd + u * L, orow + ow_a * oW + u * L, oW, ni);
+            if (tail) {  // the last, partial vector: checked per pixel
+              for (int64_t ow = ow_a; ow < ow_b; ++ow)
+                cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
+                                                  iW, kh_lo, kh_hi, 0, g.KW, g, wtd + nvec * L,
+                                                  CB, bbd + nvec * L,
+                                                  orow + ow * oW + nvec * L, 0, tail);
+            }
+          } else if (cw == CB) {
+            px_run<scalar_t, scalar_t, acc_t, U>(bases.data(), ni, tf, nt, wk, CB, bbd,
                                                  orow + ow_a * oW, oW);
           } else {
             for (int64_t u = 0; u < nvec; ++u) {  // full vectors of a partial block
               if (u > 0)
                 for (int64_t q = 0; q < ni; ++q) bases[q] += L;
               px_run<scalar_t, scalar_t, acc_t, 1>(bases.data(), ni, tf, nt, wk + u * L, CB,
-                                                   bb.data() + u * L, orow + ow_a * oW + u * L, oW);
+                                                   bbd + u * L, orow + ow_a * oW + u * L, oW);
             }
             if (tail) {  // the last, partial vector: checked per pixel
               for (int64_t ow = ow_a; ow < ow_b; ++ow)
                 cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
-                                                  iW, kh_lo, kh_hi, 0, g.KW, g, wt.data() + nvec * L,
-                                                  CB, bb.data() + nvec * L,
+                                                  iW, kh_lo, kh_hi, 0, g.KW, g, wtd + nvec * L,
+                                                  CB, bbd + nvec * L,
                                                   orow + ow * oW + nvec * L, 0, tail);
             }
           }
