@@ -65,7 +65,7 @@ HEADER = "DepthwiseConv2dNative.h"
 CAPABILITY_TU = "DepthwiseConv2dNativeKernel.cpp"
 PLAIN_TUS = ("DepthwiseConv2dNative.cpp", "out_of_tree.cpp")
 LIB_NAME = "libnative_dwconv.so"
-BUILD_VERSION = "1"  # bump to invalidate cached builds when this file's logic changes
+BUILD_VERSION = "2"  # bump to invalidate cached builds when this file's logic changes
 
 # cmake/Codegen.cmake (2.6 .. 2.13)
 X86_CAPABILITY_FLAGS = {
@@ -76,6 +76,10 @@ X86_CAPABILITY_FLAGS = {
 }
 AARCH64_FP16_FLAGS = ["-march=armv8.2-a+fp16"]
 OPT_FLAGS = ["-O3"]
+# at::parallel_for is inline OpenMP (ATen/ParallelOpenMP.h): without -fopenmp it runs on ONE
+# thread. The runtime is the libgomp torch ships in torch/lib (never a second OpenMP runtime).
+OPENMP_COMPILE = ["-fopenmp"]
+OPENMP_LINK = ["-l:libgomp.so.1"]
 
 _loaded = {}
 
@@ -212,7 +216,7 @@ def build_plan(info=None, cxx=None, fp16_arith="auto", extra_flags=()):
     common = (["-std=" + info["cxx_std"], "-fPIC", "-DNDEBUG", "-DAT_PER_OPERATOR_HEADERS",
                "-DDWCONV_OUT_OF_TREE", "-D_GLIBCXX_USE_CXX11_ABI=%d" % info["cxx11_abi"],
                "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
-               "-Wno-unknown-pragmas", "-Wno-sign-compare", "-Wno-maybe-uninitialized"]
+               "-Wno-sign-compare", "-Wno-maybe-uninitialized"] + OPENMP_COMPILE
               + ["-D" + h for h in have] + ["-DDWCONV_EMPTY_SLOT_" + e for e in empty]
               + list(extra_flags))
     units = []
@@ -276,8 +280,8 @@ def build_kernel(force=False, cxx=None, fp16_arith="auto", extra_flags=(), quiet
                 objs.append(os.path.join(work, obj))
             tmp_so = os.path.join(work, LIB_NAME)
             cmd = ([plan["cxx"], "-shared", "-fPIC", "-o", tmp_so] + objs
-                   + ["-L" + info["lib"], "-Wl,-rpath," + info["lib"], "-ltorch_cpu", "-lc10",
-                      "-Wl,--no-undefined"])
+                   + ["-L" + info["lib"], "-Wl,-rpath," + info["lib"], "-ltorch_cpu", "-lc10"]
+                   + OPENMP_LINK + ["-Wl,--no-undefined"])
             _run(cmd, "link %s" % LIB_NAME, quiet, verbose)
             os.makedirs(out_dir, exist_ok=True)
             with open(os.path.join(out_dir, "build.json"), "w") as f:

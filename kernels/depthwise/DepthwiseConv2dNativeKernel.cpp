@@ -31,7 +31,9 @@
 // sliding-window row micro-kernel (slide_block: 12 (512-bit vectors) or 8 output
 // pixels in registers, each input vector loaded once per kernel row and reused for
 // all KW taps, KW weight vectors hoisted per kernel row, compile-time unrolled);
-// other shapes use px_block (8 pixels, one weight load per 8 FMAs).
+// other shapes use px_block (8 pixels, one weight load per 8 FMAs). In the
+// channels-last direct engine the partial last vector (C % L != 0) of interior
+// pixels also takes slide_block (masked loads / stores, any of those KW).
 // grad_input is the gather form of the transposed conv (no atomics, no zero
 // fill); grad_weight is parallel over channels (each task owns its channels'
 // weights: no atomics) and always accumulates in fp32 (fp64 for double).
@@ -699,10 +701,13 @@ inline void static_for(F&& f) {
   static_for_impl(std::forward<F>(f), std::make_index_sequence<N>{});
 }
 
-template <typename in_t, typename acc_t, typename out_t, int P, int KW, int S, int64_t IS, int64_t WS>
+// PT: only the first cnt (< L) channels of each pixel are read / written (the
+// partial last vector of the channels-last engine; weights and bias zero-padded).
+template <typename in_t, typename acc_t, typename out_t, int P, int KW, int S, int64_t IS, int64_t WS,
+          bool PT>
 inline void slide_block(const in_t* in, int64_t istep, int64_t khstride, int64_t KH,
                         const acc_t* w, int64_t wstride, const acc_t* bias, out_t* out,
-                        int64_t ostep) {
+                        int64_t ostep, int64_t cnt) {
   using AV = Vec<acc_t>;
   // compile-time strides where the caller knows them: fewer address registers
   const int64_t is = IS ? IS : istep;
@@ -716,7 +721,12 @@ inline void slide_block(const in_t* in, int64_t istep, int64_t khstride, int64_t
     AV wv[KW];
     static_for<KW>([&](auto k) { wv[k] = AV::loadu(wk + k * ws); });
     static_for<(P - 1) * S + KW>([&](auto j) {
-      const AV x = IO<in_t, acc_t>::load(r + j * is);
+      AV x;
+      if constexpr (PT) {
+        x = IO<in_t, acc_t>::load_partial(r + j * is, cnt);
+      } else {
+        x = IO<in_t, acc_t>::load(r + j * is);
+      }
       static_for<KW>([&](auto k) {
         constexpr int d = static_cast<int>(j) - static_cast<int>(k);
         if constexpr (d >= 0 && d % S == 0 && d / S < P) {
@@ -725,20 +735,27 @@ inline void slide_block(const in_t* in, int64_t istep, int64_t khstride, int64_t
       });
     });
   }
-  static_for<P>([&](auto p) { IO<out_t, acc_t>::store(out + p * ostep, acc[p]); });
+  static_for<P>([&](auto p) {
+    if constexpr (PT) {
+      IO<out_t, acc_t>::store_partial(out + p * ostep, acc[p], cnt);
+    } else {
+      IO<out_t, acc_t>::store(out + p * ostep, acc[p]);
+    }
+  });
 }
 
 // One block of exactly n (1 <= n <= Q) pixels.
-template <typename in_t, typename acc_t, typename out_t, int Q, int KW, int S, int64_t IS, int64_t WS>
+template <typename in_t, typename acc_t, typename out_t, int Q, int KW, int S, int64_t IS, int64_t WS,
+          bool PT>
 inline void slide_any(const in_t* in, int64_t istep, int64_t khstride, int64_t KH,
                       const acc_t* w, int64_t wstride, const acc_t* bias, out_t* out,
-                      int64_t ostep, int64_t n) {
+                      int64_t ostep, int64_t n, int64_t cnt) {
   if (n == Q) {
-    slide_block<in_t, acc_t, out_t, Q, KW, S, IS, WS>(in, istep, khstride, KH, w, wstride, bias, out,
-                                              ostep);
+    slide_block<in_t, acc_t, out_t, Q, KW, S, IS, WS, PT>(in, istep, khstride, KH, w, wstride, bias,
+                                                         out, ostep, cnt);
   } else if constexpr (Q > 1) {
-    slide_any<in_t, acc_t, out_t, Q - 1, KW, S, IS, WS>(in, istep, khstride, KH, w, wstride, bias, out,
-                                                ostep, n);
+    slide_any<in_t, acc_t, out_t, Q - 1, KW, S, IS, WS, PT>(in, istep, khstride, KH, w, wstride,
+                                                           bias, out, ostep, n, cnt);
   }
 }
 
@@ -747,9 +764,11 @@ inline void slide_any(const in_t* in, int64_t istep, int64_t khstride, int64_t K
 // [kh][kw] with stride wstride per tap. The row is split into the fewest blocks of
 // at most P pixels, of (nearly) equal sizes (14 -> 7 + 7, not 12 + 2). P = 12 where
 // a vector is 512 bits (32 registers: 12 accumulators + KW weights fit), else 8.
-template <typename in_t, typename acc_t, typename out_t, int KW, int S, int64_t IS, int64_t WS>
+template <typename in_t, typename acc_t, typename out_t, int KW, int S, int64_t IS, int64_t WS,
+          bool PT>
 void slide_row(const in_t* in, int64_t istep, int64_t khstride, int64_t KH, const acc_t* w,
-               int64_t wstride, const acc_t* bias, out_t* out, int64_t ostep, int64_t n) {
+               int64_t wstride, const acc_t* bias, out_t* out, int64_t ostep, int64_t n,
+               int64_t cnt) {
   constexpr int P = Vec<acc_t>::size() * sizeof(acc_t) >= 64 ? 12 : 8;
   if (n <= 0) return;
   if (IS) istep = IS;
@@ -760,11 +779,13 @@ void slide_row(const in_t* in, int64_t istep, int64_t khstride, int64_t KH, cons
   for (int64_t bi = 0; bi < nb; ++bi) {
     const int64_t sz = bi < nbig ? q : q - 1;
     if (sz == P) {
-      slide_block<in_t, acc_t, out_t, P, KW, S, IS, WS>(in + p * S * istep, istep, khstride, KH, w,
-                                                wstride, bias, out + p * ostep, ostep);
+      slide_block<in_t, acc_t, out_t, P, KW, S, IS, WS, PT>(in + p * S * istep, istep, khstride, KH,
+                                                           w, wstride, bias, out + p * ostep, ostep,
+                                                           cnt);
     } else {
-      slide_any<in_t, acc_t, out_t, P - 1, KW, S, IS, WS>(in + p * S * istep, istep, khstride, KH, w,
-                                                  wstride, bias, out + p * ostep, ostep, sz);
+      slide_any<in_t, acc_t, out_t, P - 1, KW, S, IS, WS, PT>(in + p * S * istep, istep, khstride,
+                                                             KH, w, wstride, bias, out + p * ostep,
+                                                             ostep, sz, cnt);
     }
     p += sz;
   }
@@ -772,15 +793,16 @@ void slide_row(const in_t* in, int64_t istep, int64_t khstride, int64_t KH, cons
 
 template <typename in_t, typename acc_t, typename out_t>
 using slide_row_fn = void (*)(const in_t*, int64_t, int64_t, int64_t, const acc_t*, int64_t,
-                              const acc_t*, out_t*, int64_t, int64_t);
+                              const acc_t*, out_t*, int64_t, int64_t, int64_t);
 
 // The specialisation for (KW, SW), or nullptr (DW != 1 or another shape).
 // IS / WS: the input pixel / weight tap strides when known at compile time, else 0.
-template <typename in_t, typename acc_t, typename out_t, int64_t IS, int64_t WS>
+// PT: the partial-vector variant (last argument: channels per pixel, < L).
+template <typename in_t, typename acc_t, typename out_t, int64_t IS, int64_t WS, bool PT = false>
 slide_row_fn<in_t, acc_t, out_t> pick_slide_row(const Geo& g) {
   if (g.DW != 1) return nullptr;
 #define DWCONV_SLIDE(kw, s) \
-  if (g.KW == kw && g.SW == s) return &slide_row<in_t, acc_t, out_t, kw, s, IS, WS>;
+  if (g.KW == kw && g.SW == s) return &slide_row<in_t, acc_t, out_t, kw, s, IS, WS, PT>;
   DWCONV_SLIDE(3, 1) DWCONV_SLIDE(5, 1) DWCONV_SLIDE(7, 1)
   DWCONV_SLIDE(3, 2) DWCONV_SLIDE(5, 2) DWCONV_SLIDE(7, 2)
 #undef DWCONV_SLIDE
@@ -969,7 +991,7 @@ void forward_tiles(const Geo& g, const Tensor& output, const Tensor& input,
           if (slide) {
             for (int64_t r = 0; r < rows; ++r)
               slide(tile.data() + r * g.SH * Wp * L, L, g.DH * Wp * L, g.KH, wtd + j * K * L,
-                    L, bvd + j * L, tout.data() + r * g.OW * L, L, g.OW);
+                    L, bvd + j * L, tout.data() + r * g.OW * L, L, g.OW, L);
           } else {
             px_run<acc_t, acc_t, acc_t, 1>(bases.data(), nq, toff.data(), K,
                                            wtd + j * K * L, L, bvd + j * L,
@@ -1093,6 +1115,8 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
   // KW = 3: px_run over both vectors of a block measured faster in place (k3 is
   // mostly memory-bound; one pass per pixel instead of one per vector).
   const auto slide = g.KW > 3 ? pick_slide_row<scalar_t, acc_t, scalar_t, 0, CB>(g) : nullptr;
+  // The partial last vector (C % L != 0) of the interior pixels (any KW in {3, 5, 7}).
+  const auto slide_pt = pick_slide_row<scalar_t, acc_t, scalar_t, 0, CB, true>(g);
 
   // Weights [block][tap][CB] and bias [block][CB] of every channel block, once.
   const int64_t nblocks = div_ceil(g.C, CB);
@@ -1146,8 +1170,11 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
             const scalar_t* i0 = in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW;
             for (int64_t u = 0; u < nvec; ++u)
               slide(i0 + u * L, iW, g.DH * iH, kh_hi - kh_lo,
-                    wk + u * L, CB, bbd + u * L, orow + ow_a * oW + u * L, oW, ni);
-            if (tail) {  // the last, partial vector: checked per pixel
+                    wk + u * L, CB, bbd + u * L, orow + ow_a * oW + u * L, oW, ni, L);
+            if (tail && slide_pt) {  // the last, partial vector
+              slide_pt(i0 + nvec * L, iW, g.DH * iH, kh_hi - kh_lo, wk + nvec * L, CB,
+                       bbd + nvec * L, orow + ow_a * oW + nvec * L, oW, ni, tail);
+            } else if (tail) {  // the last, partial vector: checked per pixel
               for (int64_t ow = ow_a; ow < ow_b; ++ow)
                 cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
                                                   iW, kh_lo, kh_hi, 0, g.KW, g, wtd + nvec * L,
@@ -1164,7 +1191,11 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
               px_run<scalar_t, scalar_t, acc_t, 1>(bases.data(), ni, tf, nt, wk + u * L, CB,
                                                    bbd + u * L, orow + ow_a * oW + u * L, oW);
             }
-            if (tail) {  // the last, partial vector: checked per pixel
+            if (tail && slide_pt) {  // the last, partial vector
+              slide_pt(in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW + nvec * L, iW,
+                       g.DH * iH, kh_hi - kh_lo, wk + nvec * L, CB, bbd + nvec * L,
+                       orow + ow_a * oW + nvec * L, oW, ni, tail);
+            } else if (tail) {  // the last, partial vector: checked per pixel
               for (int64_t ow = ow_a; ow < ow_b; ++ow)
                 cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
                                                   iW, kh_lo, kh_hi, 0, g.KW, g, wtd + nvec * L,
