@@ -1166,21 +1166,27 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
           const int64_t* tf = toff.data() + kh_lo * g.KW;
           const int64_t nt = (kh_hi - kh_lo) * g.KW;
           const acc_t* wk = wtd + kh_lo * g.KW * CB;
-          if (slide) {
-            const scalar_t* i0 = in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW;
-            for (int64_t u = 0; u < nvec; ++u)
-              slide(i0 + u * L, iW, g.DH * iH, kh_hi - kh_lo,
-                    wk + u * L, CB, bbd + u * L, orow + ow_a * oW + u * L, oW, ni, L);
-            if (tail && slide_pt) {  // the last, partial vector
-              slide_pt(i0 + nvec * L, iW, g.DH * iH, kh_hi - kh_lo, wk + nvec * L, CB,
-                       bbd + nvec * L, orow + ow_a * oW + nvec * L, oW, ni, tail);
-            } else if (tail) {  // the last, partial vector: checked per pixel
+          // The last, partial vector of the block (C not a multiple of L).
+          auto partial_vector = [&]() {
+            if (!tail) return;
+            if (slide_pt) {
+              slide_pt(in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW + nvec * L, iW,
+                       g.DH * iH, kh_hi - kh_lo, wk + nvec * L, CB, bbd + nvec * L,
+                       orow + ow_a * oW + nvec * L, oW, ni, tail);
+            } else {  // checked per pixel
               for (int64_t ow = ow_a; ow < ow_b; ++ow)
                 cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
                                                   iW, kh_lo, kh_hi, 0, g.KW, g, wtd + nvec * L,
                                                   CB, bbd + nvec * L,
                                                   orow + ow * oW + nvec * L, 0, tail);
             }
+          };
+          if (slide) {
+            const scalar_t* i0 = in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW;
+            for (int64_t u = 0; u < nvec; ++u)
+              slide(i0 + u * L, iW, g.DH * iH, kh_hi - kh_lo,
+                    wk + u * L, CB, bbd + u * L, orow + ow_a * oW + u * L, oW, ni, L);
+            partial_vector();
           } else if (cw == CB) {
             px_run<scalar_t, scalar_t, acc_t, U>(bases.data(), ni, tf, nt, wk, CB, bbd,
                                                  orow + ow_a * oW, oW);
@@ -1191,17 +1197,7 @@ void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
               px_run<scalar_t, scalar_t, acc_t, 1>(bases.data(), ni, tf, nt, wk + u * L, CB,
                                                    bbd + u * L, orow + ow_a * oW + u * L, oW);
             }
-            if (tail && slide_pt) {  // the last, partial vector
-              slide_pt(in_n + kh_lo * g.DH * iH + (ow_a * g.SW - g.PW) * iW + nvec * L, iW,
-                       g.DH * iH, kh_hi - kh_lo, wk + nvec * L, CB, bbd + nvec * L,
-                       orow + ow_a * oW + nvec * L, oW, ni, tail);
-            } else if (tail) {  // the last, partial vector: checked per pixel
-              for (int64_t ow = ow_a; ow < ow_b; ++ow)
-                cl_pixel_checked<scalar_t, acc_t>(in_n + (ow * g.SW - g.PW) * iW + nvec * L, iH,
-                                                  iW, kh_lo, kh_hi, 0, g.KW, g, wtd + nvec * L,
-                                                  CB, bbd + nvec * L,
-                                                  orow + ow * oW + nvec * L, 0, tail);
-            }
+            partial_vector();
           }
         }
         for (int64_t ow = std::max(ow_b, ow_a); ow < g.OW; ++ow) checked(ow);
