@@ -43,7 +43,23 @@ def unavailable(what, err):
     pytest.skip(msg)
 
 
+def pytest_addoption(parser):
+    parser.addoption("--slow", action="store_true", default=False,
+                     help="also run the slow tier (tests marked `slow`: proofs too long for "
+                          "CI's 60-minute budget; run them before resolving an issue)")
+
+
+def run_slow_tier(config):
+    return config.getoption("--slow") or os.environ.get("RECIPE_SLOW", "") not in ("", "0")
+
+
 def pytest_collection_modifyitems(config, items):
+    if not run_slow_tier(config):
+        slow = [i for i in items if i.get_closest_marker("slow")]
+        if slow:
+            items[:] = [i for i in items if not i.get_closest_marker("slow")]
+            config.hook.pytest_deselected(items=slow)
+            config._recipe_slow_deselected = len(slow)
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         for fixture, marks in FIXTURE_MARKERS.items():
@@ -51,6 +67,14 @@ def pytest_collection_modifyitems(config, items):
                 for m in marks:
                     if not item.get_closest_marker(m):
                         item.add_marker(getattr(pytest.mark, m))
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    n = getattr(config, "_recipe_slow_deselected", 0)
+    if n:
+        terminalreporter.write_line(
+            "slow tier: %d test(s) not run (they do not fit CI's time budget); run them with "
+            "`bash tools/test.sh --slow -m slow`" % n)
 
 
 @pytest.fixture(scope="session")
