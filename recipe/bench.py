@@ -299,10 +299,17 @@ def build_parser():
     p.add_argument("--budget", type=float, default=0.4, help="seconds per native/oneDNN timing")
     p.add_argument("--loop-reps", type=int, default=5)
     p.add_argument("--loop-budget", type=float, default=1.0, help="seconds per group-loop timing")
+    p.add_argument("--emulated", choices=("aarch64",),
+                   help="count executed instructions and modelled cache misses under qemu "
+                        "instead of timing (recipe/bench_emulated.py; --cpu, --cases, --json)")
     return p
 
 
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if any(a == "--emulated" or a.startswith("--emulated=") for a in argv):
+        from recipe.bench_emulated import main as emulated_main
+        return emulated_main(argv)
     args = build_parser().parse_args(argv)
     if args.quick:
         args.reps, args.budget, args.loop_reps, args.loop_budget = 20, 0.15, 2, 0.3

@@ -14,6 +14,7 @@ APT_PACKAGES=(
   qemu-user-static binfmt-support debootstrap gcc-aarch64-linux-gnu g++-aarch64-linux-gnu
   g++ cmake ninja-build scons git patchelf file unzip xz-utils dpkg-dev
   redis-server redis-tools ccache podman busybox-static python3-yaml
+  meson pkg-config libglib2.0-dev patch
 )
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
@@ -33,6 +34,9 @@ python3 -m recipe.emulation setup
 
 echo "== PyTorch 2.6.0 source tree (Debian pytorch 2.6.0+dfsg-7, sha256-verified)"
 python3 -m recipe.pytorch_source
+
+echo "== qemu-aarch64 with TCG plugins (Debian qemu 7.2 source, sha256-verified; built once)"
+python3 -m recipe.qemu_plugins
 
 echo "== tests"
 exec python3 -m pytest "$@"

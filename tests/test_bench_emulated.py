@@ -1,0 +1,130 @@
+"""`build.py bench --emulated aarch64`: instructions and modelled cache misses per conv.
+
+Real components only: qemu-aarch64 7.2 built here from Debian's source with its own insn
+and cache plugins (recipe/qemu_plugins.py), the official torch 2.6.0 aarch64 wheel in the
+emulation root filesystem, and the native kernel cross-compiled from kernels/depthwise.
+
+Default tier: one tiny case, every backend, counted once, and the native process counted a
+second time (same numbers: determinism). Slow tier: the default subset of the shape suite
+through the command line, and the targets of issue 14 on it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import unavailable
+from recipe import REPO_ROOT
+from recipe.bench_emulated import DEFAULT_CASES, MEASUREMENTS
+
+TINY = ("tiny-48x12-k3", 48, 12, 3, 1, 1)
+CPU = "neoverse-n1"
+
+
+def _build_py(*args, timeout=60):
+    return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "build.py")] + list(args),
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--emulated", "x86_64"], "argument --emulated: invalid choice: 'x86_64'"),
+    (["--emulated", "aarch64", "--cpu", "carmel"], "argument --cpu: invalid choice: 'carmel'"),
+    (["--emulated", "aarch64", "--cases", "resnet"], "--cases resnet matches no case"),
+    (["--emulated", "aarch64", "--backends", "xnnpack"], "--backends: unknown xnnpack"),
+])
+def test_bad_options_are_one_line_errors(args, message):
+    r = _build_py("bench", *args)
+    assert r.returncode == 2
+    assert message in r.stderr.strip().splitlines()[-1]
+    assert "Traceback" not in r.stderr
+
+
+@pytest.fixture(scope="module")
+def counting_qemu():
+    from recipe.qemu_plugins import QemuBuildError, ensure_qemu_plugins
+    try:
+        return ensure_qemu_plugins()
+    except QemuBuildError as e:
+        unavailable("qemu-aarch64 with TCG plugins", e)
+
+
+@pytest.fixture(scope="module")
+def tiny(aarch64_torch, counting_qemu, tmp_path_factory):
+    """Every backend on TINY, and the native process counted again in a fresh process."""
+    from recipe import bench_emulated as be
+    rows = be.measure([TINY], CPU, workdir=str(tmp_path_factory.mktemp("first")))
+    again = be.measure([TINY], CPU, backends=("native",),
+                       workdir=str(tmp_path_factory.mktemp("again")))
+    return {(r["backend"], r["layout"]): r for r in rows}, again
+
+
+def test_every_backend_is_counted_and_runs_what_it_claims(tiny):
+    rows, _ = tiny
+    assert sorted(rows) == sorted((b, l) for b, _, _, l in MEASUREMENTS)
+    C = TINY[1]
+    for (backend, layout), r in rows.items():
+        assert r["out_elems"] == C * 12 * 12
+        pc = r["per_call"]
+        assert pc["insns"] > 1000 and pc["l1d_accesses"] > 0 and pc["l1d_misses"] >= 0, r
+        if backend.startswith("native"):
+            assert r["ops"].get("aten::_conv_depthwise2d") == 1, r["ops"]
+            assert "aten::mkldnn_convolution" not in r["ops"]
+        elif backend == "onednn":
+            assert r["ops"].get("aten::mkldnn_convolution") == 1, r["ops"]
+            assert len(r["onednn_impl"]) == 1, r["onednn_impl"]
+        else:
+            assert r["ops"].get("aten::thnn_conv2d") == C, r["ops"]
+            assert "aten::mkldnn_convolution" not in r["ops"]
+
+
+def test_both_plugins_count_the_same_instructions(tiny):
+    """insn plugin (inline counter, whole process) vs the cache model's instruction fetches
+    (from the marker syscall on): independent counters, the same per-call difference."""
+    rows, _ = tiny
+    for r in rows.values():
+        assert r["per_call"]["insns"] == r["per_call"]["insn_accesses"], r
+
+
+def test_counts_are_deterministic(tiny):
+    rows, again = tiny
+    assert len(again) == 2
+    for r in again:
+        assert r["per_call"] == rows[(r["backend"], r["layout"])]["per_call"]
+
+
+def test_native_executes_far_less_than_the_group_loop(tiny):
+    rows, _ = tiny
+    native, loop = rows[("native", "nchw")], rows[("loop", "nchw")]
+    assert loop["per_call"]["insns"] >= 20 * native["per_call"]["insns"]
+
+
+def test_the_oneDNN_that_runs_follows_the_cpu_model(tiny):
+    """neoverse-n1 has no SVE: oneDNN must not pick its SVE JIT kernels there."""
+    rows, _ = tiny
+    for layout in ("nchw", "channels_last"):
+        impl = rows[("onednn", layout)]["onednn_impl"][0]
+        assert "sve" not in impl, impl
+
+
+@pytest.mark.slow
+def test_suite_subset_meets_the_targets(aarch64_torch, counting_qemu, tmp_path):
+    """The default subset through the command line (tens of minutes on 2 cores)."""
+    out = tmp_path / "emulated.json"
+    r = _build_py("bench", "--emulated", "aarch64", "--cpu", CPU, "--json", str(out),
+                  timeout=4 * 3600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert len(data["results"]) == len(DEFAULT_CASES) * len(MEASUREMENTS)
+    summary = data["summary"]
+    seed = "seed-384x56-k3"
+    for key in ("native/onednn insns NCHW", "native/onednn insns NHWC",
+                "loop/native insns NCHW", "fp16/fp32 native insns NCHW",
+                "fp16/fp32 native insns NHWC"):
+        s = summary[key]
+        assert s["geomean_meets_goal"], (key, s)
+        assert seed not in s["failing_cases"], (key, s)
