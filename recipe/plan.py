@@ -17,6 +17,7 @@ import sys
 from recipe import RECIPE_VERSION, REPO_ROOT, cache_dir
 from recipe import stamps as stamps_mod
 from recipe.config import Configs, ConfigError, version_tuple
+from recipe.errors import BadInput, OptionError, check_folder_option
 from recipe.steps import ORDER, module
 from recipe.steps import doctor
 
@@ -39,7 +40,7 @@ DEFAULT_OPTIONS = {
 }
 
 
-class PlanError(Exception):
+class PlanError(BadInput):
     """The requested build cannot work; `reasons` say why, `suggestions` what does."""
 
     def __init__(self, reasons, suggestions=(), title="cannot plan this build"):
@@ -182,11 +183,58 @@ def acl_cache_key(release, target):
     return "%s-%s-%s" % (acl["version"], target["cpu"]["acl_arch"], digest)
 
 
+# --------------------------------------------------------------------------- options
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a config's file stem: no path in it
+VERSION_XY_RE = re.compile(r"^\d+\.\d+$")
+CUDA_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+def validate_options(opts):
+    """OptionError (one line: the option, what is wrong, what to pass) before anything runs."""
+    for key, option in (("target", "--target"), ("release", "--release")):
+        if opts.get(key) is not None and not NAME_RE.match(opts[key]):
+            raise OptionError(option, opts[key], "not a %s name" % key,
+                              "pick one of `python build.py list`")
+    if opts.get("cuda_version") is not None:
+        if not CUDA_VERSION_RE.match(opts["cuda_version"]):
+            raise OptionError("--cuda-version", opts["cuda_version"], "not a CUDA version",
+                              "give X.Y, e.g. 12.6")
+        if opts.get("cuda") == "off":
+            raise OptionError("--cuda-version", opts["cuda_version"], "contradicts --cuda off",
+                              "drop one of them")
+    if opts.get("python_version") is not None and not VERSION_XY_RE.match(opts["python_version"]):
+        raise OptionError("--python-version", opts["python_version"], "not a Python version",
+                          "give X.Y, e.g. 3.10")
+    jobs = opts.get("jobs")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise OptionError("--jobs", jobs, "must be a positive number of compile jobs",
+                          "give 1 or more, or leave it out (doctor picks it from RAM + swap)")
+    if opts.get("only") and opts.get("from_step"):
+        raise OptionError("--only", opts["only"], "cannot be combined with --from %s"
+                          % opts["from_step"], "use --only STEP for one step, --from STEP to "
+                          "redo from STEP to the end")
+    if opts.get("json") and not opts.get("dry_run"):
+        raise OptionError("--json", None, "only goes with --dry-run", "add --dry-run")
+    if opts.get("configs") is not None:
+        check_folder_option("--configs", opts["configs"], must_exist=True)
+        missing = [d for d in ("targets", "releases")
+                   if not os.path.isdir(os.path.join(opts["configs"], d))]
+        if missing:
+            raise OptionError("--configs", opts["configs"], "has no %s/ folder" % " or ".join(missing),
+                              "name the folder that holds targets/ and releases/ (default: configs/)")
+    if opts.get("source") is not None:
+        check_folder_option("--source", opts["source"], must_exist=True)
+    check_folder_option("--work-dir", opts.get("work_dir"))
+    check_folder_option("--wheels-dir", opts.get("wheels_dir"))
+
+
 # --------------------------------------------------------------------------- the plan
 
 def make_plan(options, configs=None, host=None):
     opts = dict(DEFAULT_OPTIONS)
     opts.update({k: v for k, v in options.items() if v is not None or k not in opts})
+    validate_options(opts)
     configs = configs or Configs(opts["configs"] or os.path.join(REPO_ROOT, "configs"))
     host = host or doctor.probe_host()
     if not opts["target"]:
@@ -205,6 +253,9 @@ def make_plan(options, configs=None, host=None):
     if opts["cuda"] == "on" and not target.get("cuda"):
         raise PlanError(["target %s has no CUDA (cuda: null in %s)" % (name, target["_file"])],
                         ["a Jetson target: python build.py list"])
+    if opts.get("cuda_version") and not target.get("cuda"):
+        raise OptionError("--cuda-version", opts["cuda_version"], "target %s builds without CUDA"
+                          % name, "drop --cuda-version (it overrides a Jetson target's CUDA)")
     p.cuda = None if opts["cuda"] == "off" else (dict(target["cuda"]) if target.get("cuda") else None)
     if p.cuda and opts.get("cuda_version"):
         p.cuda["version"] = opts["cuda_version"]
@@ -257,9 +308,11 @@ def make_plan(options, configs=None, host=None):
     keys = {}
     to_do = set()
     st = stamps_mod.Stamps(p.work_dir)
+    problems = []  # what a step's describe() knows would make it fail: refused now, not hours later
     for step_name in ORDER:
         mod = module(step_name)
         d = mod.describe(p)
+        problems.extend(d.get("errors") or [])
         inputs = dict(d.get("inputs") or {})
         inputs["depends"] = {dep: keys.get(dep) for dep in getattr(mod, "DEPENDS", ())}
         key = stamps_mod.key_of({"skipped": d["skip"]} if d.get("skip") else inputs)
@@ -281,6 +334,8 @@ def make_plan(options, configs=None, host=None):
             "state": state, "why": why, "notes": list(d.get("notes") or []),
         })
         p.warnings.extend(d.get("warnings") or [])
+    if problems:
+        raise PlanError(problems, title="this build would fail (nothing was run)")
     return p
 
 

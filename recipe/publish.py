@@ -415,10 +415,17 @@ def build_parser():
 
 
 def main(argv=None):
+    from recipe.errors import OptionError, check_folder_option
     args = build_parser().parse_args(argv)
     if args.base_url and not _is_absolute_url(args.base_url):
         print("error: --base-url must be an absolute URL like https://host/path", file=sys.stderr)
         return 2
+    try:
+        check_folder_option("--wheels", args.wheels)
+        check_folder_option("--out", args.out)
+    except OptionError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return exc.exit_code
     try:
         publish(args.wheels, args.out, args.base_url, keep_remote=args.keep_remote)
     except PublishError as exc:
