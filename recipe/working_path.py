@@ -8,8 +8,10 @@ from-source build, or instead of it when the carried release cannot be built for
 """
 from __future__ import annotations
 
-# The torch minor versions `build.py addon` builds the add-on for.
-ADDON_TORCH = ["2.%d" % minor for minor in range(5, 15)]
+# The torch minor versions `build.py addon` builds the add-on for: 2.5-2.14, and 2.1 (JetPack
+# 5's NVIDIA wheels; kernels/compat/torch_compat.h, tests/test_addon_jp5.py). 2.0 is not
+# listed: nothing here has built or run the add-on against it.
+ADDON_TORCH = ["2.1"] + ["2.%d" % minor for minor in range(5, 15)]
 
 PULL_ADDON = "python3 build.py pull --addon"
 BUILD_ADDON = "python3 build.py addon --install"
@@ -29,7 +31,14 @@ def addon_versions(target):
 
 
 def _span(versions):
-    return versions[0] if len(versions) == 1 else "%s-%s" % (versions[0], versions[-1])
+    """'2.9-2.14' for consecutive minors, '2.1, 2.5-2.14' across a gap."""
+    runs = []
+    for v in versions:
+        if runs and _minor(v) == (_minor(runs[-1][-1])[0], _minor(runs[-1][-1])[1] + 1):
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(r[0] if len(r) == 1 else "%s-%s" % (r[0], r[-1]) for r in runs)
 
 
 def addon_path(target):
