@@ -61,6 +61,8 @@ from recipe import REPO_ROOT, cache_dir
 
 KERNEL_DIR = os.path.join(REPO_ROOT, "kernels", "depthwise")
 ROUTING_DIR = os.path.join(REPO_ROOT, "kernels", "routing")
+# Force-included into every TU: what torch 2.0/2.1 lack (a no-op for newer torch).
+COMPAT_HEADER = os.path.join(REPO_ROOT, "kernels", "compat", "torch_compat.h")
 HEADER = "DepthwiseConv2dNative.h"
 CAPABILITY_TU = "DepthwiseConv2dNativeKernel.cpp"
 PLAIN_TUS = ("DepthwiseConv2dNative.cpp", "out_of_tree.cpp")
@@ -201,6 +203,7 @@ def _sources():
     files = [HEADER, CAPABILITY_TU] + list(PLAIN_TUS)
     out = [os.path.join(KERNEL_DIR, f) for f in files]
     out.append(os.path.join(ROUTING_DIR, "ConvRouting.h"))
+    out.append(COMPAT_HEADER)
     for p in out:
         if not os.path.exists(p):
             raise KernelBuildError("missing source %s" % p)
@@ -216,7 +219,8 @@ def build_plan(info=None, cxx=None, fp16_arith="auto", extra_flags=()):
     common = (["-std=" + info["cxx_std"], "-fPIC", "-DNDEBUG", "-DAT_PER_OPERATOR_HEADERS",
                "-DDWCONV_OUT_OF_TREE", "-D_GLIBCXX_USE_CXX11_ABI=%d" % info["cxx11_abi"],
                "-Wall", "-Wno-unused-function", "-Wno-unused-variable",
-               "-Wno-sign-compare", "-Wno-maybe-uninitialized"] + OPENMP_COMPILE
+               "-Wno-sign-compare", "-Wno-maybe-uninitialized", "-include", COMPAT_HEADER]
+              + OPENMP_COMPILE
               + ["-D" + h for h in have] + ["-DDWCONV_EMPTY_SLOT_" + e for e in empty]
               + list(extra_flags))
     units = []

@@ -35,7 +35,7 @@ from urllib import request as urlrequest
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import Request, url2pathname
 
-from recipe import REPO_ROOT, RECIPE_VERSION, errors
+from recipe import REPO_ROOT, RECIPE_VERSION, detect, errors
 from recipe.publish import (INDEX_SCHEMA, MANIFEST_SUFFIX, PublishError, manifest_fields,
                             normalize_name, parse_wheel_filename, python_from_tag,
                             validate_index)
@@ -54,13 +54,14 @@ WEB_SCHEMES = ("http", "https")
 # Used only while the recipe's configs/targets are not available (see _target_facts).
 FALLBACK_TARGETS = {
     "jetson-agx-orin": {"cuda": "12.6", "python": "3.10", "arch": "aarch64"},
+    "jetson-agx-orin-jp7.2": {"cuda": "13.2", "python": "3.12", "arch": "aarch64"},
+    "jetson-agx-orin-jp5": {"cuda": "11.4", "python": "3.8", "arch": "aarch64"},
+    "jetson-agx-thor": {"cuda": "13.0", "python": "3.12", "arch": "aarch64"},
+    "jetson-agx-thor-jp7.2": {"cuda": "13.2", "python": "3.12", "arch": "aarch64"},
     "jetson-agx-xavier": {"cuda": "11.4", "python": "3.8", "arch": "aarch64"},
+    "jetson-agx-xavier-cpu": {"cuda": None, "python": "3.9", "arch": "aarch64"},
     "generic-aarch64": {"cuda": None, "python": "host", "arch": "aarch64"},
     "x86_64": {"cuda": None, "python": "host", "arch": "x86_64"},
-}
-FALLBACK_ALIASES = {
-    "jetson-agx": {"candidates": ["jetson-agx-orin", "jetson-agx-xavier"],
-                   "default": "jetson-agx-orin"},
 }
 
 
@@ -84,78 +85,26 @@ def _configs():
         return None
 
 
-def detect_jetson_model(root="/"):
-    """(model string or None, L4T major 'R35'/'R36' or None) from the device tree."""
-    model = None
-    for p in ("proc/device-tree/model", "sys/firmware/devicetree/base/model"):
-        try:
-            with open(os.path.join(root, p), "rb") as fh:
-                model = fh.read().replace(b"\0", b"").decode("utf-8", "replace").strip()
-                break
-        except OSError:
-            continue
-    l4t = None
-    try:
-        with open(os.path.join(root, "etc/nv_tegra_release")) as fh:
-            m = re.search(r"#\s*(R\d+)", fh.read())
-            l4t = m.group(1) if m else None
-    except OSError:
-        pass
-    return model, l4t
-
-
 def resolve_target(name, root="/"):
     """(concrete target name, reason) for a target or an alias such as jetson-agx.
 
-    The recipe's own resolution (recipe.plan.resolve_target on doctor.probe_host()) when it
-    can be imported, so `pull` and the build always agree; a small built-in copy otherwise
-    (an environment without PyYAML)."""
+    recipe.detect decides, so `pull` and the build always agree: on the recipe's configs
+    (recipe.plan.resolve_target on doctor.probe_host()) when they load, on detect's built-in
+    copy of the targets' detection facts otherwise (an environment without PyYAML)."""
     cfg = _configs()
     if cfg is not None:
+        from recipe.plan import resolve_target as plan_resolve
+        from recipe.steps.doctor import probe_host
         try:
-            from recipe.plan import resolve_target as plan_resolve
-            from recipe.steps.doctor import probe_host
-        except ImportError:
-            plan_resolve = None
-        if plan_resolve is not None:
-            try:
-                chosen, reason = plan_resolve(name, cfg, probe_host(root))
-            except Exception as exc:  # ConfigError: unknown target, with the known ones
-                raise errors.BadInput("--target: %s" % exc)
-            if chosen == name:
-                return name, "target {}".format(name)
-            return chosen, "target {} -> {}: {}".format(name, chosen, " ".join(reason.split()))
-    aliases = FALLBACK_ALIASES
-    if cfg is not None:
-        try:
-            aliases = cfg.aliases() or {}
-        except Exception as exc:  # ConfigError: report as is
-            raise PullError(str(exc))
-    if name not in aliases:
+            chosen, reason = plan_resolve(name, cfg, probe_host(root))
+        except Exception as exc:  # ConfigError: unknown target, with the known ones
+            raise errors.BadInput("--target: %s" % exc)
+    else:
+        chosen, reason = detect.resolve(name, detect.BUILTIN_ALIASES, detect.BUILTIN_FACTS,
+                                        detect.read_board(root))
+    if chosen == name:
         return name, "target {}".format(name)
-    alias = aliases[name]
-    model, l4t = detect_jetson_model(root)
-    for cand in alias["candidates"]:
-        words = []
-        if cfg is not None:
-            try:
-                words = cfg.target(cand)["device"].get("detect") or []
-            except Exception:
-                words = []
-        if not words:
-            words = [cand.rsplit("-", 1)[-1]]  # "orin", "xavier"
-        if model and any(w.lower() in model.lower() for w in words):
-            return cand, "target {} -> {}: device-tree model is {!r}".format(name, cand, model)
-    if l4t in ("R35", "R36"):
-        cand = [c for c in alias["candidates"] if ("xavier" in c) == (l4t == "R35")]
-        if cand:
-            return cand[0], "target {} -> {}: /etc/nv_tegra_release says {} (JetPack {})".format(
-                name, cand[0], l4t, "5" if l4t == "R35" else "6")
-    return alias["default"], ("target {} -> {}: not running on a Jetson (no Orin/Xavier device-tree model, "
-                              "no /etc/nv_tegra_release), so the default was chosen; pass "
-                              "--target {} to choose".format(
-                                  name, alias["default"], " or --target ".join(
-                                      alias["candidates"])))
+    return chosen, "target {} -> {}: {}".format(name, chosen, " ".join(reason.split()))
 
 
 def _target_facts(name):
