@@ -8,13 +8,15 @@ the add-on (`import torch_grouped_conv`). Nothing else changes: a script that ne
 imports torch never loads anything, a failed `import torch` fails as it would have, and an
 add-on that cannot load warns and leaves torch as it was.
 
-Off switch: TORCH_GROUPED_CONV_AUTOLOAD=0 (also TORCH_DEVICE_BACKEND_AUTOLOAD=0, the switch
-torch >= 2.5 uses for its own autoload); `import torch_grouped_conv` then activates it by hand.
+Off switches: TORCH_GROUPED_CONV=0 (the add-on's own: off everywhere, `import
+torch_grouped_conv` included) and TORCH_DEVICE_BACKEND_AUTOLOAD=0 (torch >= 2.5's switch for
+its own autoload: only the automatic activation is off, `import torch_grouped_conv` still works).
+This wheel ships only for torch < 2.5; newer torch autoloads the add-on itself.
 """
 import os
 import sys
 
-OFF_SWITCHES = ("TORCH_GROUPED_CONV_AUTOLOAD", "TORCH_DEVICE_BACKEND_AUTOLOAD")
+OFF_SWITCHES = ("TORCH_GROUPED_CONV", "TORCH_DEVICE_BACKEND_AUTOLOAD")
 ADDON = "torch_grouped_conv"
 
 
@@ -31,7 +33,7 @@ def _activate():
             raise
         import warnings
         warnings.warn("%s could not be activated after `import torch` (%s: %s); torch runs "
-                      "unchanged. Set TORCH_GROUPED_CONV_AUTOLOAD=0 to stop trying."
+                      "unchanged. Set TORCH_GROUPED_CONV=0 to stop trying."
                       % (ADDON, type(exc).__name__, exc), RuntimeWarning, stacklevel=2)
 
 

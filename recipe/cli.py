@@ -16,7 +16,8 @@ from recipe.errors import MissingPrerequisite
 COMMANDS = {
     "list": ("recipe.listing", "list targets and releases"),
     "verify": ("recipe.verify", "check that grouped convs run as ONE kernel, correctly, and how fast"),
-    "kernel": ("recipe.kernel", "compile the native depthwise kernel against the installed torch"),
+    "addon": ("recipe.addon", "build the add-on wheel torch-grouped-conv (autoloaded at import torch)"),
+    "kernel": ("recipe.kernel", "compile the add-on's kernel library against the installed torch"),
     "bench": ("recipe.bench", "benchmark depthwise convs: native kernel vs group loop vs oneDNN"),
     "pull": ("recipe.pull", "download (sha256-verified) and install a prebuilt wheel"),
     "publish": ("recipe.publish", "turn wheels/ into a PEP 503 index + index.json"),

@@ -420,8 +420,7 @@ def _abi_flag(torch_site):
 
 
 def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=(),
-                include_dirs=(), defines=(), source_tree=None, rpath=None, timeout=1800,
-                arch_defines=None):
+                include_dirs=(), defines=(), source_tree=None, rpath=None, timeout=1800):
     """Build a shared library from `sources` linked against a torch install's libs.
 
     arch "aarch64": torch_site defaults to the emulation rootfs's aarch64 torch 2.6.0
@@ -431,9 +430,8 @@ def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=()
     dir. Flags: ``-std=c++17 -O2 -fPIC -shared`` + GRAFT_DEFINES (CPU_CAPABILITY=DEFAULT,
     the wheel's ABI flag, ...) + for aarch64 the SVE/Sleef defines the wheel was built with
     (DispatchStub ABI); ``-Wl,--no-undefined`` so a symbol the wheel does not export fails
-    at link time, not at load time. `arch_defines` replaces those SVE/Sleef defines for a
-    torch built with other capabilities (torch 2.1's aarch64 wheel: DEFAULT only, ()).
-    Raises CrossBuildError with the diagnostics on failure; returns `out_so`.
+    at link time, not at load time. Raises CrossBuildError with the diagnostics on failure;
+    returns `out_so`.
     """
     cxx = compiler(arch)
     if isinstance(sources, (str, os.PathLike)):
@@ -451,7 +449,7 @@ def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=()
     defs = [d for d in GRAFT_DEFINES if not d.startswith("_GLIBCXX_USE_CXX11_ABI")]
     defs.append(_abi_flag(torch_site))
     if arch == "aarch64":
-        defs += list(ARCH_DEFINES["aarch64"] if arch_defines is None else arch_defines)
+        defs += list(ARCH_DEFINES["aarch64"])
     defs += _norm_defines(defines)
     incs = [os.path.abspath(d) for d in include_dirs]
     if source_tree:

@@ -748,11 +748,17 @@ def build_parser():
     p.add_argument("--dry-run", action="store_true",
                    help="show the chosen wheel and URL; download nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--addon", action="store_true",
+                   help="install the add-on torch-grouped-conv for the torch installed here "
+                        "(version and arch) instead of a torch wheel (recipe/addon_index.py)")
     return p
 
 
 def run(args):
     errors.check_folder_option("--download-only", args.download_only)
+    if args.addon:
+        from recipe.addon_index import pull_addon
+        return pull_addon(args)
     target, why = resolve_target(args.target)
     facts = _target_facts(target)
     print("pull: {}".format(why))

@@ -1,17 +1,16 @@
 """The add-on for JetPack 5's torch: built against torch 2.1, active after a bare `import torch`.
 
-The kernel, the routing shim and their registrations (kernels/depthwise/, kernels/routing/,
-with kernels/compat/torch_compat.h force-included) are cross-compiled against the official
-torch 2.1.2 aarch64 wheel from PyPI, installed with the start-up hook
-(addon/torch_grouped_conv_startup.{py,pth}) into a venv inside the arm64 rootfs beside that
-wheel, and a script that only does `import torch` runs the seed case under qemu: one kernel
-call forward and backward, numerics against float64, with oneDNN on and off (a Jetson wheel
-has no oneDNN). With the off switch the same script shows the stock group loop.
+`build.py addon --torch 2.1.2 --arch aarch64` cross-builds the add-on wheel against the
+official torch 2.1.2 aarch64 wheel from PyPI (kernel, routing shim and registrations, with
+kernels/compat/torch_compat.h force-included; for torch < 2.5 the wheel carries the start-up
+hook addon/torch_grouped_conv_startup.{py,pth}). pip installs it into a venv inside the arm64
+rootfs beside that torch, and a script that only does `import torch` runs the seed case under
+qemu: one kernel call forward and backward, numerics against float64, with oneDNN on and off
+(a Jetson wheel has no oneDNN). With the off switch the same script shows the stock group loop.
 
-What is not the real thing: the `torch_grouped_conv` package here is a two-line loader of the
-library (the add-on wheel's own package comes from `build.py addon`); the rootfs's Python is
-3.11 (cp311 wheel of 2.1.2: PyPI has cp38-cp311), so Python 3.8 itself did not run this
-(tests/test_addon_startup.py runs the hook on a real Python 3.8); CUDA is not involved.
+Not the real thing: the rootfs's Python is 3.11 (cp311 wheel of 2.1.2; PyPI has cp38-cp311),
+so Python 3.8 itself did not run this (tests/test_addon_startup.py runs the hook on a real
+Python 3.8); NVIDIA's own 2.1 build was not available; CUDA is not involved.
 
 Slow tier: the cross build takes minutes of both cores (python3 -m pytest --slow -m slow ...).
 """
@@ -21,11 +20,11 @@ import json
 import os
 import shutil
 import textwrap
+import zipfile
 
 import pytest
 
-from recipe import REPO_ROOT, cache_dir
-from recipe.kernel import COMPAT_HEADER, ROUTING_DIR
+from recipe import cache_dir
 
 pytestmark = pytest.mark.slow
 
@@ -34,8 +33,6 @@ TORCH_21 = ("torch==2.1.2", "torch-2.1.2-cp311-cp311-manylinux2014_aarch64.whl",
 # torch 2.1's profiler compares versions with `packaging` (2.6.0 no longer needs it)
 PACKAGING = ("packaging==24.2", "packaging-24.2-py3-none-any.whl", 65451,
              "09abb1bccd265c01f4a3aa3f7a7db064b36514d2cba19a2f694fe6150451a759")
-KERNEL = os.path.join(REPO_ROOT, "kernels", "depthwise")
-ADDON = os.path.join(REPO_ROOT, "addon")
 
 SEED = textwrap.dedent("""
     import json, sys
@@ -94,28 +91,23 @@ def venv21(emulation):
 
 
 @pytest.fixture(scope="module")
-def addon21(venv21, cross_toolchain, tmp_path_factory):
-    """The add-on's library built against torch 2.1.2's headers, installed with the hook."""
-    work = str(tmp_path_factory.mktemp("addon21"))
-    staged = os.path.join(work, "include", "ATen", "native")
-    os.makedirs(staged)
-    shutil.copy(os.path.join(KERNEL, "DepthwiseConv2dNative.h"), staged)
-    lib = cross_toolchain.build_graft(
-        [os.path.join(KERNEL, f) for f in ("DepthwiseConv2dNativeKernel.cpp",
-                                           "DepthwiseConv2dNative.cpp", "out_of_tree.cpp")],
-        os.path.join(work, "libtorch_grouped_conv.so"), torch_site=venv21["torch"],
-        include_dirs=[os.path.join(work, "include"), ROUTING_DIR], defines=["DWCONV_OUT_OF_TREE"],
-        extra_flags=["-include", COMPAT_HEADER], rpath=os.path.join(venv21["torch"], "lib"),
-        arch_defines=())  # torch 2.1's aarch64 wheel dispatches DEFAULT only (no SVE slots)
-    pkg = os.path.join(venv21["site"], "torch_grouped_conv")
-    shutil.rmtree(pkg, ignore_errors=True)
-    os.makedirs(pkg)
-    shutil.copy(lib, pkg)
-    with open(os.path.join(pkg, "__init__.py"), "w") as f:
-        f.write("import os, torch\ntorch.ops.load_library(os.path.join(os.path.dirname(__file__), "
-                "'libtorch_grouped_conv.so'))\n")
-    for f in ("torch_grouped_conv_startup.py", "torch_grouped_conv_startup.pth"):
-        shutil.copy(os.path.join(ADDON, f), venv21["site"])
+def addon21(venv21, emulation, tmp_path_factory):
+    """The add-on wheel `build.py addon --torch 2.1.2 --arch aarch64` makes, pip-installed."""
+    from recipe.addon import build_addon
+    out = str(tmp_path_factory.mktemp("addon21"))
+    wheel = build_addon("2.1.2", "aarch64", out_dir=out)
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "torch_grouped_conv_startup.pth" in names and "torch_grouped_conv_startup.py" in names
+    for old in ("torch_grouped_conv", "torch_grouped_conv_startup.py", "torch_grouped_conv_startup.pth"):
+        path = os.path.join(venv21["site"], old)
+        if os.path.isdir(path):
+            shutil.rmtree(path)
+        elif os.path.exists(path):
+            os.unlink(path)
+    r = emulation.run(["/usr/bin/python3", "-m", "pip", "install", "--no-index", "--no-deps",
+                       "--no-compile", "--disable-pip-version-check", "--upgrade", "--target",
+                       venv21["site"], wheel], binds=[cache_dir("jp5-addon"), out], timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     return venv21
 
 
@@ -141,7 +133,7 @@ def test_import_torch_alone_runs_the_seed_case_as_one_kernel_on_torch_21(emulati
 
 
 def test_the_off_switch_leaves_stock_torch_21(emulation, addon21, tmp_path):
-    out = run_seed(emulation, addon21, tmp_path, TORCH_GROUPED_CONV_AUTOLOAD="0")
+    out = run_seed(emulation, addon21, tmp_path, TORCH_GROUPED_CONV="0")
     assert out["addon_active"] is False
     assert out["no_mkldnn"]["calls"].get("aten::thnn_conv2d") == 384  # the group loop of the report
     assert "aten::_conv_depthwise2d" not in out["mkldnn"]["calls"]

@@ -1,10 +1,8 @@
 // What the kernel sources need from ATen that torch 2.0 / 2.1 (JetPack 5's NVIDIA wheels) do
-// not have. Force-included into every TU of the out-of-tree build (`-include`); a no-op for
-// torch >= 2.2, so the sources stay the ones the 2.6.0 patch series installs.
+// not have. Force-included into every TU of the add-on build (recipe/addon.py, after
+// addon/csrc/CapabilityDispatch.h); a no-op for torch >= 2.2, so the sources stay the ones the
+// 2.6.0 patch series installs.
 //
-// * DECLARE_DISPATCH: 2.0/2.1's expansion ends without ';' (2.5+ end with one, which the
-//   header relies on). Redefined here with it; DispatchStub.h is included first, so its
-//   include guard keeps this definition.
 // * at::vec::load_to_float (2.5+): reduced-precision -> float loads. Here a plain conversion
 //   through a float buffer (these releases' DEFAULT capability has no vector fp16/bf16 loads).
 //
@@ -16,18 +14,9 @@
 
 #include <torch/version.h>
 
-#if TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR <= 1
+// Only the kernel TUs (compiled with a CPU_CAPABILITY) use it.
+#if TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR <= 1 && defined(CPU_CAPABILITY)
 #include <ATen/cpu/vec/vec.h>
-#include <ATen/native/DispatchStub.h>
-
-#undef DECLARE_DISPATCH
-#define DECLARE_DISPATCH(fn, name)         \
-  struct name : DispatchStub<fn, name> {   \
-    name() = default;                      \
-    name(const name&) = delete;            \
-    name& operator=(const name&) = delete; \
-  };                                       \
-  extern TORCH_API struct name name;
 
 namespace at {
 namespace vec {

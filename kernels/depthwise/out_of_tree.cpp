@@ -1,5 +1,5 @@
-// Out-of-tree registrations of the native CPU depthwise kernel (built by
-// `python build.py kernel` against an installed torch, with -DDWCONV_OUT_OF_TREE).
+// Out-of-tree registrations of the native CPU depthwise kernel (the add-on
+// torch-grouped-conv and `python build.py kernel`, built with -DDWCONV_OUT_OF_TREE).
 //
 // After torch.ops.load_library(path):
 //   * aten::_conv_depthwise2d and aten::_conv_depthwise2d.out run on CPU tensors
@@ -25,8 +25,10 @@
 //     state); torch.ops.native_dwconv.routing_choice(...) tells what the policy
 //     picks for a case.
 // If the running torch already has a CPU kernel for aten::_conv_depthwise2d
-// (a torch built with this recipe's patch series), that kernel is kept and only
-// the native_dwconv operators are added.
+// (a torch built with this recipe's patch series, whose routing already uses it),
+// nothing of aten is registered: only the native_dwconv operators are added.
+// Built by recipe/addon.py (the add-on wheel and `build.py kernel`): its
+// DispatchStubs are the add-on's own tables (addon/csrc/CapabilityDispatch.h).
 
 #include <ATen/native/DepthwiseConv2dNative.h>
 #include <ConvRouting.h>
@@ -361,13 +363,12 @@ struct AtenRegistrations {
     lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten",
                                            c10::make_optional(c10::DispatchKey::CPU), __FILE__,
                                            __LINE__);
-    if (!in_tree) {
-      lib->impl("_conv_depthwise2d", TORCH_FN(DwForward::call));
-      lib->impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
-      registered = true;
-    }
+    if (in_tree) return;  // its own routing already sends depthwise convs to the kernel
+    lib->impl("_conv_depthwise2d", TORCH_FN(DwForward::call));
+    lib->impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
     lib->impl("convolution", TORCH_FN(ShimConv::call));
     lib->impl("convolution_backward", TORCH_FN(ShimConvBackward::call));
+    registered = true;
   }
 };
 AtenRegistrations& aten_registrations() {
@@ -392,20 +393,6 @@ TORCH_LIBRARY(native_dwconv, m) {
 TORCH_LIBRARY_IMPL(native_dwconv, CPU, m) {
   m.impl("conv_depthwise2d_backward", TORCH_FN(dw_backward));
 }
-
-// Capability slots of the installed torch's DispatchStub that this build does not
-// compile (recipe/kernel.py passes DWCONV_EMPTY_SLOT_X): defined empty, so
-// DispatchStub falls back to the DEFAULT kernel there.
-namespace at::native {
-#ifdef DWCONV_EMPTY_SLOT_SVE128
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE128, nullptr)
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE128, nullptr)
-#endif
-#ifdef DWCONV_EMPTY_SLOT_SVE256
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE256, nullptr)
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE256, nullptr)
-#endif
-}  // namespace at::native
 
 namespace {
 // Runs at load time, after the static registrations above.
