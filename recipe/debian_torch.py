@@ -15,10 +15,10 @@ from this machine's own Debian mirror (`recipe.emulation.debian_mirror`), then i
 chroot ``apt-get install --no-install-recommends python3-torch=2.6.0+dfsg-7
 libtorch2.6=2.6.0+dfsg-7 python3-venv`` (apt resolves and verifies the dependencies
 against the signed trixie index; the two torch packages are also checked against the
-sha256 pinned in `PACKAGES` before apt's cache is emptied), and a venv
-``/opt/addon-venv`` made with ``--system-site-packages`` (what a Debian user does to pip
-install an add-on: PEP 668 forbids pip in the system site). ``dpkg-query`` of the result
-is kept in ``/etc/torch-arm-recipe-debian.json``.
+sha256 pinned in `PACKAGES` before apt's cache is emptied). ``dpkg-query`` of the result
+is kept in ``/etc/torch-arm-recipe-debian.json``. python3-venv is there because a Debian
+user pip-installs an add-on into ``python3 -m venv --system-site-packages DIR`` (PEP 668
+keeps pip out of the system site): `make_venv` does that in a folder outside the rootfs.
 
 Run commands with ``.run(argv)`` / ``.python(code)`` of the returned
 `recipe.emulation.Emulation` (chroot mode: private mount namespace, the caller's bind
@@ -44,8 +44,6 @@ SUITE = "trixie"
 DEBIAN_VERSION = "2.6.0+dfsg-7"
 ARCHES = ("amd64", "arm64")
 LAYOUT = 1                     # bump to rebuild existing root filesystems
-VENV = "/opt/addon-venv"
-VENV_PYTHON = VENV + "/bin/python3"
 PYTHON = "/usr/bin/python3"
 STAMP = "etc/torch-arm-recipe-debian.json"
 # (package, architecture) -> (file in the pool, size, sha256), from trixie's Packages index.
@@ -139,8 +137,6 @@ def _build(arch, final):
             raise EmulationError("%s: apt installed a file that does not match the pinned "
                                  "size %d / sha256 %s" % (fn, size, sha))
     _check(emu.run(["apt-get", "clean"]), "apt-get clean")
-    _check(emu.run([PYTHON, "-m", "venv", "--system-site-packages", VENV], timeout=1800),
-           "python3 -m venv " + VENV)
     q = _check(emu.run(["dpkg-query", "-W", "-f", "${Package} ${Version} ${Architecture}\\n"]),
                "dpkg-query")
     with open(os.path.join(tmp, STAMP), "w") as f:
@@ -172,6 +168,15 @@ def ensure_debian_torch(arch="amd64"):
                 subprocess.run(["rm", "-rf", "--one-file-system", root])
             _build(arch, root)
     return _emulation(root)
+
+
+def make_venv(emu, path):
+    """`python3 -m venv --system-site-packages path` inside the chroot (path: a host folder,
+    bound at the same path); returns the venv's python as the guest sees it."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    _check(emu.run([PYTHON, "-m", "venv", "--system-site-packages", path],
+                   binds=[os.path.dirname(path)], timeout=1800), "python3 -m venv " + path)
+    return os.path.join(path, "bin", "python3")
 
 
 def torch_lib(emu):

@@ -83,6 +83,26 @@ print("RESULT " + json.dumps(out))
 TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1.6e-2, "train": 2e-5}
 
 
+def assert_every_case_one_kernel(res):
+    """Every case of a PROBE result ran ONE kernel and matched float64. The policy's picks:
+    oneDNN for an fp32 channels_last inference conv when oneDNN is on, the native kernel for
+    the rest; training: one native forward and one native backward."""
+    for key, case in sorted(res["cases"].items()):
+        ops = case["ops"]
+        assert "aten::thnn_conv2d" not in ops and "aten::cat" not in ops, (key, ops)
+        if key.endswith("-train"):
+            assert ops.get("aten::_conv_depthwise2d") == 1, (key, ops)
+            assert ops.get("native_dwconv::conv_depthwise2d_backward") == 1, (key, ops)
+            assert case["err"] <= TOLERANCE["train"], (key, case["err"])
+            continue
+        if key == "onednn-float32-cl":
+            assert ops == {"aten::mkldnn_convolution": 1}, (key, ops)
+        else:
+            assert ops == {"aten::_conv_depthwise2d": 1}, (key, ops)
+        assert case["err"] <= TOLERANCE[key.split("-")[1]], (key, case["err"])
+    assert len(res["cases"]) == 14, sorted(res["cases"])
+
+
 def probe_code(dtypes=("float32", "float16", "bfloat16"), shape=SEED_SHAPE):
     return PROBE.replace("SHAPE", repr(tuple(shape))).replace("DTYPES", repr(list(dtypes)))
 
