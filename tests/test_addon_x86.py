@@ -182,7 +182,7 @@ def test_status_command(host_site):
 
 
 def test_environment_switch_turns_it_off(host_site):
-    r = ah.run_python(ah.probe_code(dtypes=("float32",)), site=host_site,
+    r = ah.run_python(ah.probe_code(dtypes=("float32",), full=False), site=host_site,
                       env={"TORCH_GROUPED_CONV": "0"})
     res = ah.parse_result(r.stdout)
     assert not res["loaded"] and res["reason"] == "disabled by TORCH_GROUPED_CONV=0"
@@ -222,7 +222,7 @@ def test_verify_passes_every_depthwise_case_with_the_addon(host_site):
 # ----------------------------------------------------------------------------- never breaks
 
 def _stock_import(site):
-    r = ah.run_python(ah.probe_code(dtypes=("float32",)), site=site)
+    r = ah.run_python(ah.probe_code(dtypes=("float32",), full=False), site=site)
     assert r.returncode == 0, r.stderr[-3000:]          # import torch succeeded
     return ah.parse_result(r.stdout), r.stderr
 
@@ -264,7 +264,7 @@ def test_missing_symbols_warn_once_and_change_nothing(other_torch_wheel, tmp_pat
     """The 2.6.0 add-on forced into torch 2.13 (TORCH_GROUPED_CONV_IGNORE_VERSION=1): dlopen
     fails on symbols 2.13 does not export; one warning, stock convolutions."""
     site = ah.pip_install_target(other_torch_wheel, tmp_path / "site")
-    r = ah.run_python(ah.probe_code(dtypes=("float32",)), site=site,
+    r = ah.run_python(ah.probe_code(dtypes=("float32",), full=False), site=site,
                       env={"TORCH_GROUPED_CONV_IGNORE_VERSION": "1"})
     assert r.returncode == 0, r.stderr[-3000:]
     res = ah.parse_result(r.stdout)
@@ -288,3 +288,44 @@ def test_unpinned_official_version_is_refused_with_the_way_out():
                         "2.7", "--arch", "aarch64"], stdout=subprocess.PIPE,
                        stderr=subprocess.PIPE, universal_newlines=True)
     assert r.returncode == 2 and "give a release X.Y.Z" in r.stderr and "Traceback" not in r.stderr
+
+
+IN_TREE = r'''
+import torch, torch.nn.functional as F
+calls = []
+def in_tree_kernel(x, w, k, b, s, p, d):  # stands for the kernel a recipe-built torch has
+    calls.append(1)
+    return F.conv2d(x, w, b, s, p, d, groups=x.shape[1])
+lib = torch.library.Library("aten", "IMPL")
+lib.impl("_conv_depthwise2d", in_tree_kernel, "CPU")
+import torch_grouped_conv
+assert torch_grouped_conv.load()
+x, w = torch.randn(1, 8, 6, 6), torch.randn(8, 1, 3, 3)
+torch.ops.aten._conv_depthwise2d(x, w, [3, 3], None, [1, 1], [1, 1], [1, 1])
+print("RESULT", torch.ops.native_dwconv.registered_aten_kernels(), len(calls))
+'''
+
+
+def test_a_torch_with_the_kernel_in_tree_gets_nothing_of_aten(host_site):
+    """A torch whose aten::_conv_depthwise2d already has a CPU kernel (as one built by this
+    recipe): the add-on registers nothing of aten (no kernel, no routing shim)."""
+    r = ah.run_python(IN_TREE, site=host_site, env={"TORCH_DEVICE_BACKEND_AUTOLOAD": "0"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split()[-2:] == ["False", "1"], r.stdout
+
+
+def test_build_py_addon_install_into_a_venv(tmp_path):
+    """`build.py addon --install --python VENV`: builds against that interpreter's torch (here
+    the host's, through --system-site-packages; the compile is cached) and pip-installs it."""
+    subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(tmp_path / "v")],
+                   check=True, timeout=300)
+    python = str(tmp_path / "v" / "bin" / "python")
+    r = subprocess.run([sys.executable, os.path.join(ah.REPO, "build.py"), "addon", "--install",
+                        "--python", python, "--out", str(tmp_path / "out")], env=ah.clean_env(),
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True,
+                       timeout=3600)
+    assert r.returncode == 0, (r.stdout[-2000:], r.stderr[-3000:])
+    assert r.stdout.strip().splitlines()[-1].endswith(".whl") and "loaded: True" in r.stdout
+    r = ah.run_python("import sys, torch; print(sys.modules['torch_grouped_conv']._state)",
+                      python=python)
+    assert "'loaded': True" in r.stdout, r.stderr[-2000:]
