@@ -6,7 +6,7 @@ Jetson wheel does) and on (the fp16 cases that loop in the stock wheel), matches
 trains with one native backward call, and `build.py verify` passes every case (with oneDNN
 off: every depthwise case; grouped non-depthwise convs wait for kernels/grouped/). Under qemu the
 CPU reports ARMv8.2 FP16 (HWCAP asimdhp): the FP16 kernels run; the ARMv8.0 ones are checked
-by forcing TORCH_GROUPED_CONV_CPU_CAPABILITY=default (tests/test_native_depthwise_aarch64.py).
+under qemu's Cortex-A57 model (tests/test_native_depthwise_aarch64.py).
 Timings under qemu mean nothing."""
 from __future__ import annotations
 

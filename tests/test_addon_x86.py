@@ -181,6 +181,16 @@ def test_status_command(host_site):
     assert "policy: native" in out and "aten::_conv_depthwise2d: 1" in out
 
 
+def test_the_cpu_capability_can_be_capped(host_site):
+    code = ("import torch; print(torch.ops.torch_grouped_conv.cpu_capability(), '|', "
+            "torch.ops.torch_grouped_conv.cpu_capability_note())")
+    r = ah.run_python(code, site=host_site, env={"TORCH_GROUPED_CONV_CPU_CAPABILITY": "default"})
+    assert r.stdout.split("|")[0].strip() == "DEFAULT", (r.stdout, r.stderr[-2000:])
+    assert "capped by TORCH_GROUPED_CONV_CPU_CAPABILITY=default" in r.stdout
+    r = ah.run_python(code, site=host_site, env={"TORCH_GROUPED_CONV_CPU_CAPABILITY": "sse9"})
+    assert "TORCH_GROUPED_CONV_CPU_CAPABILITY='sse9' ignored" in r.stdout, r.stdout
+
+
 def test_environment_switch_turns_it_off(host_site):
     r = ah.run_python(ah.probe_code(dtypes=("float32",), full=False), site=host_site,
                       env={"TORCH_GROUPED_CONV": "0"})
