@@ -52,7 +52,6 @@ import base64
 import collections
 import concurrent.futures
 import hashlib
-import io
 import json
 import os
 import platform
