@@ -179,14 +179,6 @@ def make_venv(emu, path):
     return os.path.join(path, "bin", "python3")
 
 
-def torch_lib(emu):
-    """Guest path of Debian's libtorch_cpu (multiarch lib dir)."""
-    hits = glob.glob(os.path.join(emu.rootfs, "usr/lib/*-linux-gnu/libtorch_cpu.so.*"))
-    if not hits:
-        raise EmulationError("no libtorch_cpu.so.* in %s" % emu.rootfs)
-    return emu.guest_path(sorted(hits)[0])
-
-
 POOL = "pool/main/p/pytorch/"
 
 
@@ -230,7 +222,7 @@ def library_exports(arch):
     return names, sonames, needed
 
 
-
+def main(argv=None):
     p = argparse.ArgumentParser(prog="python3 -m recipe.debian_torch",
                                 description="trixie chroot with Debian's python3-torch %s"
                                             % DEBIAN_VERSION)

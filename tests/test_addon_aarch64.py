@@ -117,11 +117,11 @@ def test_matrix_builds_every_pinned_entry_and_names_the_unsupported(aarch64_addo
     others; UNSUPPORTED entries are named with their reason. (The full matrix: 11b's slow
     tier; here one cached entry, one that cannot be built, one named unsupported.)"""
     from recipe import addon, addon_headers
-    monkeypatch.setattr(addon_headers, "MATRIX", (("2.6.0", "aarch64"), ("2.7.1", "aarch64")))
+    monkeypatch.setattr(addon_headers, "MATRIX", (("2.6.0", "aarch64"), ("2.4.1", "aarch64")))
     monkeypatch.setattr(addon_headers, "UNSUPPORTED", {("2.4.1", "x86_64"): "before 2.5"})
     rc = addon.main(["--matrix", "--out", str(tmp_path)])
     out = capsys.readouterr().out
     assert rc == 1
     assert "torch 2.4.1   x86_64   NOT SUPPORTED: before 2.5" in out
     assert os.path.basename(aarch64_addon.wheel) in out
-    assert "torch 2.7.1   aarch64  FAILED: no pinned official wheel" in out
+    assert "torch 2.4.1   aarch64  FAILED: no pinned official wheel" in out
