@@ -52,7 +52,6 @@ import base64
 import collections
 import concurrent.futures
 import hashlib
-import io
 import json
 import os
 import platform
@@ -280,7 +279,7 @@ def build_library(headers, cxx=None, capabilities=None, families=KERNEL_FAMILIES
     so = os.path.join(out_dir, LIB_NAME)
     record_path = os.path.join(out_dir, "build.json")
     from recipe.emulation import file_lock
-    with file_lock(cache_dir("addon", ".lib.lock")):
+    with file_lock(out_dir + ".lock"):  # per build: other builds run in parallel
         if os.path.exists(so) and os.path.exists(record_path) and not force:
             log("cached: torch %s (%s), capabilities %s" % (
                 headers.version, headers.arch, ",".join(plan["capabilities"])), quiet)
@@ -449,8 +448,6 @@ def write_wheel(so, record, out_dir, headers):
         if name.endswith(".py"):
             with open(os.path.join(PACKAGE_DIR, name), "rb") as f:
                 files["%s/%s" % (PACKAGE, name)] = f.read()
-    files["%s/build_info.json" % PACKAGE] = (json.dumps(info, indent=1, sort_keys=True)
-                                            + "\n").encode()
     top_level = [PACKAGE]
     if _vtuple(headers.release)[:2] < AUTOLOAD_SINCE:
         for name in STARTUP_HOOK:
@@ -459,6 +456,11 @@ def write_wheel(so, record, out_dir, headers):
         top_level.append(STARTUP_HOOK[0][:-3])
     with open(so, "rb") as f:
         files["%s/lib/%s" % (PACKAGE, LIB_NAME)] = f.read()
+    lib_bytes = files["%s/lib/%s" % (PACKAGE, LIB_NAME)]
+    info["library_sha256"] = _sha256_bytes(lib_bytes)  # the loader checks it before dlopen
+    info["library_size"] = len(lib_bytes)
+    files["%s/build_info.json" % PACKAGE] = (json.dumps(info, indent=1, sort_keys=True)
+                                            + "\n").encode()
     distinfo = "%s-%s.dist-info" % (PACKAGE, version)
     files[distinfo + "/METADATA"] = _metadata(version, record).encode()
     files[distinfo + "/WHEEL"] = ("Wheel-Version: 1.0\nGenerator: torch-arm-recipe %s\n"

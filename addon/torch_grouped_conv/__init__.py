@@ -11,7 +11,8 @@ built by torch-arm-recipe) only the missing pieces are added.
 It never breaks ``import torch``: a torch of another version than the one this wheel was
 built for, a missing symbol or any load error gives ONE warning (installed version, built-for
 version, the fix) and torch runs unchanged. ``TORCH_GROUPED_CONV=0`` turns it off
-(torch's ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` skips every autoloaded extension).
+(torch's ``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` skips every autoloaded extension);
+``TORCH_GROUPED_CONV_IGNORE_VERSION=1`` tries another release line of torch too.
 ``python -m torch_grouped_conv`` prints what was built for what and what happened here.
 """
 import json
@@ -22,9 +23,13 @@ import warnings
 
 from . import _loader
 
-__all__ = ["load", "status", "build_info", "TorchGroupedConvWarning", "DISABLE_ENV"]
+__all__ = ["load", "status", "build_info", "TorchGroupedConvWarning", "DISABLE_ENV",
+           "IGNORE_VERSION_ENV"]
 
 DISABLE_ENV = "TORCH_GROUPED_CONV"
+# Try to load into a torch of another release line too (a torch whose version string says
+# nothing, e.g. a fork); a load failure still only warns.
+IGNORE_VERSION_ENV = "TORCH_GROUPED_CONV_IGNORE_VERSION"
 _HERE = os.path.dirname(os.path.abspath(__file__))
 LIBRARY = os.path.join(_HERE, "lib", "libtorch_grouped_conv.so")
 _BUILD_INFO = os.path.join(_HERE, "build_info.json")
@@ -64,10 +69,31 @@ def _built_for():
                                                  t["cxx11_abi"], t["arch"])
 
 
+def _library_problem():
+    """A library file that is not the one this wheel was built with (truncated, replaced):
+    dlopen of a broken ELF file can kill the process instead of failing."""
+    info = build_info()
+    try:
+        size = os.path.getsize(LIBRARY)
+    except OSError as e:
+        return "cannot read %s: %s" % (LIBRARY, e.strerror)
+    if size != info.get("library_size"):
+        return "%s has %d bytes, the build made %s (reinstall the wheel)" % (
+            LIBRARY, size, info.get("library_size"))
+    import hashlib
+    with open(LIBRARY, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    if digest != info.get("library_sha256"):
+        return "%s is not the library of this build (sha256 %s; reinstall the wheel)" % (
+            LIBRARY, digest[:16])
+    return None
+
+
 def _mismatch(torch):
     """Why this build cannot load into the running torch, or None."""
     t = build_info()["torch"]
-    if _minor(torch.__version__) != _minor(t["version"]):
+    ignore_version = os.environ.get(IGNORE_VERSION_ENV, "") not in ("", "0")
+    if _minor(torch.__version__) != _minor(t["version"]) and not ignore_version:
         return "built for %s, but this is torch %s" % (_built_for(), torch.__version__)
     abi = int(bool(torch._C._GLIBCXX_USE_CXX11_ABI))
     if abi != int(t["cxx11_abi"]):
@@ -108,7 +134,7 @@ def load():
             _state["reason"] = "disabled by %s=%s" % (DISABLE_ENV, os.environ[DISABLE_ENV])
             return False
         import torch
-        problem = _mismatch(torch)
+        problem = _mismatch(torch) or _library_problem()
         if problem:
             _fail(problem)
             return False
@@ -117,7 +143,10 @@ def load():
         _state["reason"] = "loaded %s" % LIBRARY
         return True
     except Exception as e:  # noqa: BLE001 - anything: a missing symbol, a bad file, ...
-        _fail("load error: %s: %s" % (type(e).__name__, " ".join(str(e).split())[:500]))
+        text = str(e)
+        if e.__cause__ is not None:  # torch.ops.load_library wraps dlopen's own message
+            text += " (%s)" % e.__cause__
+        _fail("load error: %s: %s" % (type(e).__name__, " ".join(text.split())[:500]))
         return False
 
 
