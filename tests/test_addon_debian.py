@@ -23,6 +23,9 @@ import sys
 
 import pytest
 
+# Slow tier: the trixie amd64 chroot with Debian's python3-torch costs minutes of cold set-up.
+pytestmark = pytest.mark.slow
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import addon_helpers as ah  # noqa: E402
 from conftest import unavailable  # noqa: E402
