@@ -636,7 +636,7 @@ def main(argv=None):
                             force=args.force, verbose=args.verbose)
     except HeadersError as e:
         print("error: %s" % e, file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except AddonBuildError as e:
         print("error: %s" % e, file=sys.stderr)
         return 1

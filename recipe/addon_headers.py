@@ -142,6 +142,11 @@ class HeadersError(RuntimeError):
     """No usable torch to build against; the message says what to do."""
 
 
+class TorchNotImportable(HeadersError):
+    """No torch to build against: a missing prerequisite (exit status 3, README)."""
+    exit_code = 3
+
+
 def log(msg):
     sys.stderr.write("[addon] %s\n" % msg)
     sys.stderr.flush()
@@ -318,7 +323,7 @@ def installed_facts(python=None):
     lines = [l for l in r.stdout.splitlines() if l.startswith("TORCH_FACTS ")]
     if r.returncode != 0 or not lines:
         tail = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise HeadersError("%s cannot import torch (%s): install torch first, or build against "
+        raise TorchNotImportable("%s cannot import torch (%s): install torch first, or build against "
                            "an official wheel with --torch X.Y.Z --arch ARCH" % (python, tail))
     return json.loads(lines[-1][len("TORCH_FACTS "):])
 

@@ -78,7 +78,7 @@ def main(argv=None):
         path = build_kernel(force=a.force, cxx=a.cxx, verbose=a.verbose)
     except addon_headers.HeadersError as e:
         sys.stderr.write("error: %s\n" % e)
-        return 2
+        return getattr(e, "exit_code", 2)
     except addon.AddonBuildError as e:
         sys.stderr.write("error: %s\n" % e)
         return 1

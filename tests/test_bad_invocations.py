@@ -106,7 +106,7 @@ CASES = [
      ["--target", "did you mean 'jetson-agx-orin'"]),
     ("verify-threads-negative", ["verify", "--threads", "-3"], 2, ["set_num_threads"]),
     ("kernel-fp16-arith-bad", ["kernel", "--fp16-arith", "maybe"], 2, ["--fp16-arith"]),
-    ("kernel-without-torch", ["VENV", "kernel"], 3, ["build.py kernel needs PyTorch", "pip install torch"]),
+    ("kernel-without-torch", ["VENV", "kernel"], 3, ["cannot import torch", "install torch first"]),
     ("bench-without-torch", ["VENV", "bench", "--quick"], 3, ["build.py bench needs PyTorch"]),
     ("dry-run-without-pyyaml", ["VENV", "--target", "x86_64", "--dry-run"], 3, ["needs PyYAML"]),
 ]
