@@ -31,7 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from urllib.parse import quote, unquote
+from urllib.parse import unquote
 
 from recipe import addon_headers
 
@@ -80,16 +80,12 @@ def describe_addon_wheel(path, base_url=None):
                                "rebuild it with `python build.py addon`".format(
                                    manifest_path, recorded, digest))
 
-    def link(name):
-        name = quote(name)
-        return base_url.rstrip("/") + "/" + name if base_url else name
-
     entry = {
         "kind": "addon",
         "filename": filename,
         "name": headers.get("Name"),
         "version": headers.get("Version"),
-        "url": link(filename),
+        "url": _pub().entry_url(base_url, filename),
         "sha256": digest,
         "size": os.path.getsize(path),
         "torch": built["release"],
@@ -106,7 +102,7 @@ def describe_addon_wheel(path, base_url=None):
         "cuda": None,
         "recipe_version": man.get("recipe_version"),
         "requires_python": headers.get("Requires-Python"),
-        "manifest": link(os.path.basename(manifest_path)),
+        "manifest": _pub().entry_url(base_url, os.path.basename(manifest_path)),
         "manifest_sha256": pub.sha256_file(manifest_path),
         "metadata_sha256": hashlib.sha256(raw_meta).hexdigest(),
     }

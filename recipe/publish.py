@@ -182,6 +182,13 @@ def _wheel_metadata(path):
     return raw, headers
 
 
+def entry_url(base_url, filename):
+    """The index entry's link to a file: relative, or under base_url. Percent-encoded: a local
+    version's "+" is read as a space by some static hosts."""
+    name = quote(filename)
+    return base_url.rstrip("/") + "/" + name if base_url else name
+
+
 def describe_wheel(path, base_url=None, require_manifest=True):
     """One index.json entry for the wheel at path (its manifest beside it)."""
     filename = os.path.basename(path)
@@ -214,16 +221,11 @@ def describe_wheel(path, base_url=None, require_manifest=True):
         raise PublishError("{}: the manifest says Python {} but the wheel is tagged {}".format(
             manifest_path, python, info["py"]))
 
-    def link(name):
-        # percent-encode: a local version's "+" is read as a space by some static hosts
-        name = quote(name)
-        return base_url.rstrip("/") + "/" + name if base_url else name
-
     entry = {
         "filename": filename,
         "name": headers.get("Name"),
         "version": headers.get("Version"),
-        "url": link(filename),
+        "url": entry_url(base_url, filename),
         "sha256": digest,
         "size": os.path.getsize(path),
         "target": (man or {}).get("target"),
@@ -235,7 +237,7 @@ def describe_wheel(path, base_url=None, require_manifest=True):
         "cuda": (man or {}).get("cuda"),
         "recipe_version": (man or {}).get("recipe_version"),
         "requires_python": headers.get("Requires-Python"),
-        "manifest": link(os.path.basename(manifest_path)) if man is not None else None,
+        "manifest": entry_url(base_url, os.path.basename(manifest_path)) if man is not None else None,
         "manifest_sha256": sha256_file(manifest_path) if man is not None else None,
         "metadata_sha256": hashlib.sha256(raw_meta).hexdigest(),
     }
