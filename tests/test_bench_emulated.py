@@ -2,11 +2,13 @@
 
 Real components only: qemu-aarch64 7.2 built here from Debian's source with its own insn
 and cache plugins (recipe/qemu_plugins.py), the official torch 2.6.0 aarch64 wheel in the
-emulation root filesystem, and the native kernel cross-compiled from kernels/depthwise.
+emulation root filesystem, and the add-on's library cross-compiled against it (the same
+build as tests/test_addon_aarch64.py: cached once for both).
 
-Default tier: one tiny case, every backend, counted once, and the native process counted a
-second time (same numbers: determinism). Slow tier: the default subset of the shape suite
-through the command line, and the targets of issue 14 on it.
+Default tier: one tiny case, every backend, counted once (three guest processes in
+parallel), and the native process counted a second time in a fresh run (same numbers:
+determinism). Slow tier: the default subset of the shape suite through the command line,
+and the targets of issue 14 on it.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ def _build_py(*args, timeout=60):
     (["--emulated", "aarch64", "--cpu", "carmel"], "argument --cpu: invalid choice: 'carmel'"),
     (["--emulated", "aarch64", "--cases", "resnet"], "--cases resnet matches no case"),
     (["--emulated", "aarch64", "--backends", "xnnpack"], "--backends: unknown xnnpack"),
+    (["--emulated", "aarch64", "--jobs", "0"], "--jobs 0: must be >= 1"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     r = _build_py("bench", *args)
@@ -72,6 +75,7 @@ def test_every_backend_is_counted_and_runs_what_it_claims(tiny):
         pc = r["per_call"]
         assert pc["insns"] > 1000 and pc["l1d_accesses"] > 0 and pc["l1d_misses"] >= 0, r
         if backend.startswith("native"):
+            assert r["capability"] == "FP16", r   # neoverse-n1 has HWCAP asimdhp
             assert r["ops"].get("aten::_conv_depthwise2d") == 1, r["ops"]
             assert "aten::mkldnn_convolution" not in r["ops"]
         elif backend == "onednn":
@@ -97,10 +101,15 @@ def test_counts_are_deterministic(tiny):
         assert r["per_call"] == rows[(r["backend"], r["layout"])]["per_call"]
 
 
-def test_native_executes_far_less_than_the_group_loop(tiny):
+def test_native_executes_less_than_onednn_and_far_less_than_the_group_loop(tiny):
+    """On 48 x 12 x 12 the per-call overhead weighs: the issue's 20x is for real shapes (slow
+    tier); here the loop must still execute 5x more, oneDNN+ACL more in both layouts."""
     rows, _ = tiny
-    native, loop = rows[("native", "nchw")], rows[("loop", "nchw")]
-    assert loop["per_call"]["insns"] >= 20 * native["per_call"]["insns"]
+    insns = {key: r["per_call"]["insns"] for key, r in rows.items()}
+    assert insns[("loop", "nchw")] >= 5 * insns[("native", "nchw")], insns
+    for layout in ("nchw", "channels_last"):
+        assert insns[("native", layout)] < insns[("onednn", layout)], insns
+        assert insns[("native-fp16", layout)] < insns[("native", layout)], insns
 
 
 def test_the_oneDNN_that_runs_follows_the_cpu_model(tiny):
