@@ -13,7 +13,8 @@ Debian's qemu-user-static has no plugin support, so `ensure_qemu_plugins()` buil
    --disable-tools --disable-docs --without-default-features --disable-install-blobs``
    (Debian's dfsg tarball lacks the firmware blobs), ``ninja qemu-aarch64``: a dynamic
    binary for this host (glib, zlib), run from the host with ``-L ROOTFS``. Measured cold
-   on 2 shared cores: configure ~20 s, build ~3 min.
+   on 2 cores shared with other jobs: unpack 8 s, configure 38 s, build 859 s (~15 min; the
+   timings are kept in the build's build.json). CI must keep this cache between runs.
 3. Two of qemu's own plugins, compiled against its ``qemu-plugin.h``:
    ``tests/plugin/insn.c`` (``inline=on``: an inline counter of executed guest
    instructions) and ``contrib/plugins/cache.c`` (set-associative L1I/L1D/L2 models, LRU;
@@ -378,7 +379,7 @@ def build(tarball, dest):
 
 
 def ensure_qemu_plugins():
-    """The cached plugin-enabled qemu (built on first use: ~4 min on 2 cores)."""
+    """The cached plugin-enabled qemu (built on first use: ~15 min on 2 shared cores)."""
     root = build_dir()
     if _complete(root):
         return CountingQemu(root)
