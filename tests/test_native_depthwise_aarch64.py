@@ -5,9 +5,13 @@ native/{,cpu/}DepthwiseConv2dNative*) are cross-compiled, with out_of_tree.cpp's
 registrations, into a library loaded by the official torch 2.6.0 aarch64 wheel under
 qemu-user -- twice, the two ways an aarch64 build compiles them:
 
-* plain ARMv8-A (the wheel's DEFAULT capability): NEON fp32, fp16 accumulated in fp32;
-* ``-march=armv8.2-a+fp16`` (the Jetson targets, and `python build.py kernel` on a CPU with
-  asimdhp): fp16 convs accumulate in fp16 vector arithmetic (8 lanes per register).
+* plain ARMv8-A (the wheel's DEFAULT capability, and every in-tree aarch64 build): NEON
+  fp32; fp16 accumulated in fp32 on a CPU without fp16 arithmetic, and in fp16 vector
+  arithmetic (8 lanes per register) on one with it: the choice is made at run time from the
+  CPU's hwcaps, so this build runs under qemu twice, as a cortex-a57 (ARMv8.0) and as a
+  cortex-a76 (ARMv8.2 + fp16, like Xavier's Carmel / Orin's A78AE);
+* ``-march=armv8.2-a+fp16`` (`python build.py kernel --fp16-arith on`): the whole TU has fp16
+  arithmetic; its fp16 results must equal the plain build's on the cortex-a76 bit for bit.
 
 Each is compared with a float64 reference computed in the same aarch64 process. The
 capability plan (defines, empty dispatch slots) is recipe.kernel's, i.e. exactly what
@@ -40,6 +44,9 @@ CASES = [
     (1, 384, 1, 56, 56, (3, 3), (1, 1), (1, 1), (1, 1)),  # the original report's layer
 ]
 BACKWARD_CASES = [CASES[1], CASES[3], CASES[5]]
+
+# qemu -cpu models (QEMU_CPU): without and with ARMv8.2-A fp16 arithmetic (asimdhp).
+CPU_WITHOUT_FP16, CPU_WITH_FP16 = "cortex-a57", "cortex-a76"
 
 # max |y - ref| / max |ref| against float64 of the same rounded inputs.
 FP32_TOLERANCE = 1e-5
@@ -98,6 +105,23 @@ with profile(activities=[ProfilerActivity.CPU]) as prof:
 counts = {e.key: e.count for e in prof.key_averages()}
 ref = F.conv1d(x.double(), w.double(), padding=K - 1, groups=C)[..., :L]
 out["conv1d"] = [counts.get("aten::_conv_depthwise2d", 0), err(y, ref)]
+
+# fp16 backward (grad_input accumulates like the forward; grad_weight always in fp32).
+out["backward_fp16"] = []
+if "float16" in DTYPES:
+    for n, c, m, h, w, k, s, p, d in BACKWARD_CASES:
+        for cl in (False, True):
+            x = torch.randn(n, c, h, w).half()
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            wt = torch.randn(c * m, 1, *k).half()
+            go = torch.randn_like(F.conv2d(x.float(), wt.float(), None, s, p, d, groups=c)).half()
+            gi, gw, _ = torch.ops.native_dwconv.conv_depthwise2d_backward(
+                go, x, wt, list(k), list(s), list(p), list(d), [True, True, False])
+            xd, wd = x.double().requires_grad_(), wt.double().requires_grad_()
+            F.conv2d(xd, wd, None, s, p, d, groups=c).backward(go.double())
+            out["backward_fp16"].append([[n, c, m, h, w, k, s, p, d], cl, err(gi, xd.grad),
+                                         err(gw, wd.grad), gi.float().sum().item()])
 print("RESULT " + json.dumps(out))
 """
 
@@ -121,11 +145,13 @@ def _build(aarch64_torch, patched_source_tree, out_dir, fp16_arith):
         extra_flags=["-O3"] + flags)
 
 
-def _run(aarch64_torch, lib, dtypes):
+def _run(aarch64_torch, lib, dtypes, cpu):
     code = (textwrap.dedent(SCRIPT)
             .replace("LIB", repr(lib)).replace("DTYPES", repr(dtypes))
             .replace("BACKWARD_CASES", repr(BACKWARD_CASES)).replace("CASES", repr(CASES)))
-    proc = aarch64_torch.python(code, binds=[os.path.dirname(lib)], timeout=1500)
+    # qemu-user reads its CPU model from QEMU_CPU (binfmt and -L modes alike).
+    proc = aarch64_torch.python(code, binds=[os.path.dirname(lib)], timeout=1500,
+                                env={"QEMU_CPU": cpu})
     assert proc.returncode == 0, "aarch64 python failed:\n%s\n%s" % (proc.stdout, proc.stderr)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert lines, "no RESULT line:\n%s\n%s" % (proc.stdout, proc.stderr)
@@ -133,16 +159,27 @@ def _run(aarch64_torch, lib, dtypes):
 
 
 @pytest.fixture(scope="module")
-def neon_results(patched_source_tree, aarch64_torch, tmp_path_factory):
-    lib = _build(aarch64_torch, patched_source_tree, str(tmp_path_factory.mktemp("dw_neon")), False)
-    return _run(aarch64_torch, lib, ["float32", "float16", "bfloat16"])
+def neon_lib(patched_source_tree, aarch64_torch, tmp_path_factory):
+    return _build(aarch64_torch, patched_source_tree, str(tmp_path_factory.mktemp("dw_neon")), False)
+
+
+@pytest.fixture(scope="module")
+def neon_results(neon_lib, aarch64_torch):
+    """The plain build on a CPU without fp16 arithmetic."""
+    return _run(aarch64_torch, neon_lib, ["float32", "float16", "bfloat16"], CPU_WITHOUT_FP16)
+
+
+@pytest.fixture(scope="module")
+def neon_on_fp16_cpu_results(neon_lib, aarch64_torch):
+    """The same plain build on a CPU with fp16 arithmetic."""
+    return _run(aarch64_torch, neon_lib, ["float32", "float16"], CPU_WITH_FP16)
 
 
 @pytest.fixture(scope="module")
 def neon_fp16_results(patched_source_tree, aarch64_torch, tmp_path_factory):
     lib = _build(aarch64_torch, patched_source_tree, str(tmp_path_factory.mktemp("dw_neon_fp16")),
                  True)
-    return _run(aarch64_torch, lib, ["float32", "float16"])
+    return _run(aarch64_torch, lib, ["float32", "float16"], CPU_WITH_FP16)
 
 
 def _forward_failures(results, tolerances):
@@ -156,6 +193,15 @@ def _forward_failures(results, tolerances):
     return failures
 
 
+def _backward_fp16_failures(results, grad_input_tolerance):
+    failures = []
+    for case, cl, gi, gw, _ in results["backward_fp16"]:
+        if not (gi <= grad_input_tolerance and gw <= FP16_TOLERANCE_FP32_ACCUM):
+            failures.append("%s %s: fp16 grad_input %.3g, grad_weight %.3g" % (
+                case, "channels_last" if cl else "NCHW", gi, gw))
+    return failures
+
+
 def test_neon_build_matches_float64_on_aarch64(neon_results):
     assert neon_results["fp16_vector_arithmetic"] is False, "the plain build must be ARMv8.0 NEON"
     assert neon_results["registered_aten_kernels"] is True, "2.6.0 has no CPU _conv_depthwise2d"
@@ -163,6 +209,32 @@ def test_neon_build_matches_float64_on_aarch64(neon_results):
     assert not _forward_failures(neon_results, {"float32": FP32_TOLERANCE,
                                                 "float16": FP16_TOLERANCE_FP32_ACCUM,
                                                 "bfloat16": BF16_TOLERANCE})
+    assert len(neon_results["backward_fp16"]) == len(BACKWARD_CASES) * 2
+    assert not _backward_fp16_failures(neon_results, FP16_TOLERANCE_FP32_ACCUM)
+
+
+def _by_key(results, dtype):
+    return {(json.dumps(c), cl): (err, checksum)
+            for c, dt, cl, _, err, checksum in results["forward"] if dt == dtype}
+
+
+def test_plain_build_takes_the_fp16_arithmetic_path_only_on_an_fp16_cpu(
+        neon_results, neon_on_fp16_cpu_results, neon_fp16_results):
+    """One ARMv8.0 binary: on the cortex-a76 its fp16 convs run the fp16-arithmetic variant
+    (bit for bit what the -march=armv8.2-a+fp16 build computes), on the cortex-a57 the fp32
+    accumulation (where an fp16 instruction would have been an illegal instruction)."""
+    on_fp16 = neon_on_fp16_cpu_results
+    assert on_fp16["fp16_vector_arithmetic"] is False
+    assert not _forward_failures(on_fp16, {"float32": FP32_TOLERANCE,
+                                           "float16": FP16_TOLERANCE_FP16_ACCUM})
+    assert not _backward_fp16_failures(on_fp16, FP16_TOLERANCE_FP16_ACCUM)
+    assert _by_key(on_fp16, "float16") == _by_key(neon_fp16_results, "float16")
+    assert [r[-1] for r in on_fp16["backward_fp16"]] == \
+        [r[-1] for r in neon_fp16_results["backward_fp16"]]
+    plain16 = _by_key(neon_results, "float16")
+    assert any(plain16[k] != v for k, v in _by_key(on_fp16, "float16").items()), \
+        "the cortex-a76 run accumulated fp16 in fp32 (the fp32 path)"
+    assert _by_key(on_fp16, "float32") == _by_key(neon_results, "float32")
 
 
 def test_neon_fp16_arithmetic_build_matches_float64_on_aarch64(neon_fp16_results):
@@ -171,14 +243,13 @@ def test_neon_fp16_arithmetic_build_matches_float64_on_aarch64(neon_fp16_results
     assert len(neon_fp16_results["forward"]) == len(CASES) * 2 * 2
     assert not _forward_failures(neon_fp16_results, {"float32": FP32_TOLERANCE,
                                                      "float16": FP16_TOLERANCE_FP16_ACCUM})
+    assert not _backward_fp16_failures(neon_fp16_results, FP16_TOLERANCE_FP16_ACCUM)
 
 
 def test_fp16_arithmetic_build_really_accumulates_in_fp16(neon_results, neon_fp16_results):
     """Same inputs (same seed, same order): fp32 results agree between the two builds; fp16
     results differ, because the fp16-arithmetic build rounds every partial sum."""
-    def by_key(results, dtype):
-        return {(json.dumps(c), cl): (err, checksum)
-                for c, dt, cl, _, err, checksum in results["forward"] if dt == dtype}
+    by_key = _by_key
     plain32, fp16b32 = by_key(neon_results, "float32"), by_key(neon_fp16_results, "float32")
     assert plain32.keys() == fp16b32.keys()
     for key in plain32:
