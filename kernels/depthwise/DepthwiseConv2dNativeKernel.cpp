@@ -1035,6 +1035,7 @@ inline void transpose_square<float>(Vec<float>* v) {
   v[3] = Vec<float>(vreinterpretq_f32_u64(vtrn2q_u64(t1, t3)));
 }
 
+#if DWCONV_KERNEL_BODY == 1  // pass 2's HalfVec transposes with ZIP1/ZIP2 (vinterleave2)
 template <>
 inline void transpose_square<c10::Half>(Vec<c10::Half>* v) {
   static_assert(Vec<c10::Half>::size() == 8, "NEON half vector");
@@ -1057,6 +1058,7 @@ inline void transpose_square<c10::Half>(Vec<c10::Half>* v) {
     v[q + 4] = Vec<c10::Half>(vreinterpretq_f16_u64(vtrn2q_u64(s[q], s[q + 4])));
   }
 }
+#endif  // DWCONV_KERNEL_BODY == 1
 #endif
 
 // ---------------------------------------------------------------------------
