@@ -29,7 +29,8 @@ the call 0, 0 and R times and exit; the plugins report cumulative counts at ever
 the children all start from the parent's state, so per call = (c3 - c2 - (c2 - c1)) / R
 (c2 - c1 is what the parent itself did between two forks). The cache model starts at the
 first measurement (a marker syscall, see qemu_plugins), so Python's start-up is not
-modelled. Addresses are not randomised, guest randomness is seeded, bytecode comes from a
+modelled. Each result also carries the call's error against a float64 sum of shifted inputs
+(`max_rel_err`): what was counted computes the convolution. Addresses are not randomised, guest randomness is seeded, bytecode comes from a
 private cache: the same command gives the same numbers.
 
 Limits: no timing at all. The cache plugin is a cache MODEL (L1I, L1D, one L2 per core,
@@ -99,8 +100,10 @@ BOARDS = {"xavier": {"cores": 8, "ghz": 2.26, "dram_gbps": 137.0},
           "orin": {"cores": 12, "ghz": 2.2, "dram_gbps": 204.8}}
 IPC = 2.0
 
+# 2-D only: the group loop of mamba-conv1d-1536xL1024-k4 (1536 thnn_conv2d calls) was not
+# done after 26 min under the cache model on 2 heavily shared cores (`--cases mamba` counts it).
 DEFAULT_CASES = ("seed-384x56-k3", "mnv2-144x56-k3", "mnv2-96x112-k3s2", "effb0-240x28-k5",
-                 "convnext-96x56-k7", "mamba-conv1d-1536xL1024-k4")
+                 "convnext-96x56-k7")
 # (backend, guest process, dtype, layout); the guest processes run in parallel (--jobs)
 MEASUREMENTS = (
     ("native", "native", "float32", "nchw"),
@@ -204,7 +207,7 @@ def run_process(emu, qemu, cpu, library, measurements, workdir, warmup=WARMUP, r
                      "stride": case[4], "pad": case[5], "backend": backend, "dtype": dtype,
                      "layout": layout, "out_elems": g["out_elems"], "bytes": g["bytes"],
                      "per_call": per_call, "ops": g["ops"], "torch": g["torch"],
-                     "capability": g["capability"],
+                     "capability": g["capability"], "max_rel_err": g["max_rel_err"],
                      "onednn_impl": _onednn_impls(r.stdout, i)})
     log("%d measurement(s) counted in %.0f s (%s, %s)" % (
         len(rows), time.time() - t0, measurements[0][0], cpu))

@@ -60,9 +60,9 @@ def counting_qemu():
 def tiny(aarch64_torch, counting_qemu, tmp_path_factory):
     """Every backend on TINY, and the native process counted again in a fresh process."""
     from recipe import bench_emulated as be
-    rows = be.measure([TINY], CPU, workdir=str(tmp_path_factory.mktemp("first")))
-    again = be.measure([TINY], CPU, backends=("native",),
-                       workdir=str(tmp_path_factory.mktemp("again")))
+    rows = be.measure([TINY], CPU, workdir=str(tmp_path_factory.mktemp("run")))
+    again = be.measure([TINY], CPU, backends=("native", "native-fp16"),  # the same process
+                       workdir=str(tmp_path_factory.mktemp("run")))
     return {(r["backend"], r["layout"]): r for r in rows}, again
 
 
@@ -72,6 +72,8 @@ def test_every_backend_is_counted_and_runs_what_it_claims(tiny):
     C = TINY[1]
     for (backend, layout), r in rows.items():
         assert r["out_elems"] == C * 12 * 12
+        # what was counted computes the conv (vs a float64 sum of shifted inputs)
+        assert r["max_rel_err"] < (1e-2 if r["dtype"] == "float16" else 1e-5), r
         pc = r["per_call"]
         assert pc["insns"] > 1000 and pc["l1d_accesses"] > 0 and pc["l1d_misses"] >= 0, r
         if backend.startswith("native"):
@@ -94,11 +96,16 @@ def test_both_plugins_count_the_same_instructions(tiny):
         assert r["per_call"]["insns"] == r["per_call"]["insn_accesses"], r
 
 
-def test_counts_are_deterministic(tiny):
+def test_counts_repeat_across_runs(tiny):
+    """The same guest process in a fresh run: the same counts within 2% (measured: 1% on this
+    ~250k-instruction call in a run of a different backend set; the heap's history moves some
+    allocator work), far below the gaps the table is about."""
     rows, again = tiny
-    assert len(again) == 2
+    assert len(again) == 4
     for r in again:
-        assert r["per_call"] == rows[(r["backend"], r["layout"])]["per_call"]
+        first = rows[(r["backend"], r["layout"])]["per_call"]
+        for key in ("insns", "l1d_accesses"):
+            assert abs(r["per_call"][key] - first[key]) <= 0.02 * first[key], (key, r, first)
 
 
 def test_native_executes_less_than_onednn_and_far_less_than_the_group_loop(tiny):
