@@ -399,6 +399,9 @@ def main(argv=None):
     unknown = [b for b in backends if b not in BACKENDS]
     if unknown:
         p.error("--backends: unknown %s (allowed: %s)" % (",".join(unknown), ",".join(BACKENDS)))
+    if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
+        p.error("--json %s: its folder does not exist (name a file in an existing folder)"
+                % a.json)
     for option, value in (("--reps", a.reps), ("--jobs", a.jobs)):
         if value is not None and value < 1:
             p.error("%s %d: must be >= 1" % (option, value))

@@ -39,6 +39,8 @@ def _build_py(*args, timeout=60):
     (["--emulated", "aarch64", "--cases", "resnet"], "--cases resnet matches no case"),
     (["--emulated", "aarch64", "--backends", "xnnpack"], "--backends: unknown xnnpack"),
     (["--emulated", "aarch64", "--jobs", "0"], "--jobs 0: must be >= 1"),
+    (["--emulated", "aarch64", "--json", "/nonexistent/x.json"],
+     "--json /nonexistent/x.json: its folder does not exist"),
 ])
 def test_bad_options_are_one_line_errors(args, message):
     r = _build_py("bench", *args)
