@@ -68,6 +68,7 @@ def tiny(aarch64_torch, counting_qemu, tmp_path_factory):
     return {(r["backend"], r["layout"]): r for r in rows}, again
 
 
+@pytest.mark.slow  # the qemu build with plugins costs ~15 min cold (CI cannot keep it)
 def test_every_backend_is_counted_and_runs_what_it_claims(tiny):
     rows, _ = tiny
     assert sorted(rows) == sorted((b, l) for b, _, _, l in MEASUREMENTS)
@@ -90,6 +91,7 @@ def test_every_backend_is_counted_and_runs_what_it_claims(tiny):
             assert "aten::mkldnn_convolution" not in r["ops"]
 
 
+@pytest.mark.slow  # the qemu build with plugins costs ~15 min cold (CI cannot keep it)
 def test_both_plugins_count_the_same_instructions(tiny):
     """insn plugin (inline counter, whole process) vs the cache model's instruction fetches
     (from the marker syscall on): independent counters, the same per-call difference."""
@@ -98,6 +100,7 @@ def test_both_plugins_count_the_same_instructions(tiny):
         assert r["per_call"]["insns"] == r["per_call"]["insn_accesses"], r
 
 
+@pytest.mark.slow  # the qemu build with plugins costs ~15 min cold (CI cannot keep it)
 def test_counts_repeat_across_runs(tiny):
     """The same guest process in a fresh run: the same counts within 2% (measured: 1% on this
     ~250k-instruction call in a run of a different backend set; the heap's history moves some
@@ -110,6 +113,7 @@ def test_counts_repeat_across_runs(tiny):
             assert abs(r["per_call"][key] - first[key]) <= 0.02 * first[key], (key, r, first)
 
 
+@pytest.mark.slow  # the qemu build with plugins costs ~15 min cold (CI cannot keep it)
 def test_native_executes_less_than_onednn_and_far_less_than_the_group_loop(tiny):
     """On 48 x 12 x 12 the per-call overhead weighs: the issue's 20x is for real shapes (slow
     tier); here the loop must still execute 5x more, oneDNN+ACL more in both layouts."""
@@ -121,6 +125,7 @@ def test_native_executes_less_than_onednn_and_far_less_than_the_group_loop(tiny)
         assert insns[("native-fp16", layout)] < insns[("native", layout)], insns
 
 
+@pytest.mark.slow  # the qemu build with plugins costs ~15 min cold (CI cannot keep it)
 def test_the_oneDNN_that_runs_follows_the_cpu_model(tiny):
     """neoverse-n1 has no SVE: oneDNN must not pick its SVE JIT kernels there."""
     rows, _ = tiny

@@ -35,8 +35,5 @@ python3 -m recipe.emulation setup
 echo "== PyTorch 2.6.0 source tree (Debian pytorch 2.6.0+dfsg-7, sha256-verified)"
 python3 -m recipe.pytorch_source
 
-echo "== qemu-aarch64 with TCG plugins (Debian qemu 7.2 source, sha256-verified; built once)"
-python3 -m recipe.qemu_plugins
-
 echo "== tests"
 exec python3 -m pytest "$@"
