@@ -13,6 +13,9 @@ the PyTorch tree; here they are compiled the way PyTorch's own build compiles th
   (``torch.backends.cpu.get_cpu_capability()``, env ``ATEN_CPU_CAPABILITY``).
 * ``DepthwiseConv2dNative.cpp`` (DEFINE_DISPATCH, checks) and ``out_of_tree.cpp``
   (operator registrations + routing shim) once, without CPU_CAPABILITY.
+* The grouped family (kernels/grouped/: ``GroupedConv2dNativeKernel.cpp`` per capability,
+  ``GroupedConv2dNative.cpp`` and its ``out_of_tree.cpp`` with the native_gconv operators)
+  the same way, into the same library (``FAMILIES``).
 * Every TU gets the ``HAVE_*_CPU_DEFINITION`` macros torch itself was built with: they
   change the layout of DispatchStub and the signature of the exported
   ``DispatchStubImpl`` methods, so they are read off the installed libtorch_cpu (the
@@ -59,13 +62,18 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from recipe import REPO_ROOT, cache_dir
 
-KERNEL_DIR = os.path.join(REPO_ROOT, "kernels", "depthwise")
 ROUTING_DIR = os.path.join(REPO_ROOT, "kernels", "routing")
-HEADER = "DepthwiseConv2dNative.h"
-CAPABILITY_TU = "DepthwiseConv2dNativeKernel.cpp"
-PLAIN_TUS = ("DepthwiseConv2dNative.cpp", "out_of_tree.cpp")
+# Kernel families built into the one library: (folder under kernels/, header, TU compiled
+# per CPU capability, TUs compiled once). The depthwise family's out_of_tree.cpp holds
+# the routing shim for all of them.
+FAMILIES = (
+    ("depthwise", "DepthwiseConv2dNative.h", "DepthwiseConv2dNativeKernel.cpp",
+     ("DepthwiseConv2dNative.cpp", "out_of_tree.cpp")),
+    ("grouped", "GroupedConv2dNative.h", "GroupedConv2dNativeKernel.cpp",
+     ("GroupedConv2dNative.cpp", "out_of_tree.cpp")),
+)
 LIB_NAME = "libnative_dwconv.so"
-BUILD_VERSION = "2"  # bump to invalidate cached builds when this file's logic changes
+BUILD_VERSION = "3"  # bump to invalidate cached builds when this file's logic changes
 
 # cmake/Codegen.cmake (2.6 .. 2.13)
 X86_CAPABILITY_FLAGS = {
@@ -198,13 +206,27 @@ def _compiler_version(cxx):
 
 
 def _sources():
-    files = [HEADER, CAPABILITY_TU] + list(PLAIN_TUS)
-    out = [os.path.join(KERNEL_DIR, f) for f in files]
+    out = [os.path.join(REPO_ROOT, "kernels", folder, f)
+           for folder, header, cap_tu, plain in FAMILIES for f in (header, cap_tu) + plain]
     out.append(os.path.join(ROUTING_DIR, "ConvRouting.h"))
     for p in out:
         if not os.path.exists(p):
             raise KernelBuildError("missing source %s" % p)
     return out
+
+
+def tree_sources(tree):
+    """(headers, per-capability TUs, plain TUs) of the library as the patch series installs
+    them into a PyTorch tree (out_of_tree.cpp files stay in this repo): for grafts of the
+    in-tree sources into an installed torch."""
+    native = os.path.join(tree, "aten", "src", "ATen", "native")
+    headers, cap_tus, plain_tus = [], [], []
+    for folder, header, cap_tu, plain in FAMILIES:
+        headers.append(os.path.join(native, header))
+        cap_tus.append(os.path.join(native, "cpu", cap_tu))
+        plain_tus += [os.path.join(REPO_ROOT, "kernels", folder, tu) if tu == "out_of_tree.cpp"
+                      else os.path.join(native, tu) for tu in plain]
+    return headers, cap_tus, plain_tus
 
 
 def build_plan(info=None, cxx=None, fp16_arith="auto", extra_flags=()):
@@ -219,12 +241,15 @@ def build_plan(info=None, cxx=None, fp16_arith="auto", extra_flags=()):
                "-Wno-sign-compare", "-Wno-maybe-uninitialized"] + OPENMP_COMPILE
               + ["-D" + h for h in have] + ["-DDWCONV_EMPTY_SLOT_" + e for e in empty]
               + list(extra_flags))
-    units = []
-    for cap, flags in caps:
-        units.append((CAPABILITY_TU, "kernel.%s.o" % cap,
-                      OPT_FLAGS + flags + ["-DCPU_CAPABILITY=" + cap, "-DCPU_CAPABILITY_" + cap]))
-    for tu in PLAIN_TUS:
-        units.append((tu, tu.replace(".cpp", ".o"), ["-O2"]))
+    units = []  # (kernels/-relative source, object, flags)
+    for folder, _, cap_tu, plain in FAMILIES:
+        for cap, flags in caps:
+            units.append((folder + "/" + cap_tu, "%s.kernel.%s.o" % (folder, cap),
+                          OPT_FLAGS + flags + ["-DCPU_CAPABILITY=" + cap,
+                                               "-DCPU_CAPABILITY_" + cap]))
+        for tu in plain:
+            units.append((folder + "/" + tu, "%s.%s" % (folder, tu.replace(".cpp", ".o")),
+                          ["-O2"]))
     h = hashlib.sha256()
     for p in _sources():
         with open(p, "rb") as f:
@@ -270,12 +295,15 @@ def build_kernel(force=False, cxx=None, fp16_arith="auto", extra_flags=(), quiet
         try:
             staged = os.path.join(work, "include", "ATen", "native")
             os.makedirs(staged)
-            shutil.copy(os.path.join(KERNEL_DIR, HEADER), os.path.join(staged, HEADER))
+            for folder, header, _, _ in FAMILIES:
+                shutil.copy(os.path.join(REPO_ROOT, "kernels", folder, header),
+                            os.path.join(staged, header))
             incs = [os.path.join(work, "include"), ROUTING_DIR] + info["include"]
             objs = []
             for tu, obj, flags in plan["units"]:
                 cmd = ([plan["cxx"]] + plan["common"] + flags + ["-I" + i for i in incs]
-                       + ["-c", os.path.join(KERNEL_DIR, tu), "-o", os.path.join(work, obj)])
+                       + ["-c", os.path.join(REPO_ROOT, "kernels", tu), "-o",
+                          os.path.join(work, obj)])
                 _run(cmd, "compile %s -> %s" % (tu, obj), quiet, verbose)
                 objs.append(os.path.join(work, obj))
             tmp_so = os.path.join(work, LIB_NAME)

@@ -23,9 +23,8 @@ import textwrap
 import pytest
 
 from recipe import REPO_ROOT
-from recipe.kernel import AARCH64_FP16_FLAGS, ROUTING_DIR, capability_plan
+from recipe.kernel import AARCH64_FP16_FLAGS, ROUTING_DIR, capability_plan, tree_sources
 
-NATIVE = os.path.join("aten", "src", "ATen", "native")
 CPP = os.path.join(REPO_ROOT, "tests", "cpp")
 
 # (batch, channels, multiplier, H, W, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
@@ -109,11 +108,10 @@ def _build(aarch64_torch, patched_source_tree, out_dir, fp16_arith):
     assert capability == "DEFAULT"
     staged = os.path.join(out_dir, "include", "ATen", "native")
     os.makedirs(staged, exist_ok=True)
-    shutil.copy(os.path.join(patched_source_tree, NATIVE, "DepthwiseConv2dNative.h"), staged)
-    sources = [os.path.join(patched_source_tree, NATIVE, "cpu", "DepthwiseConv2dNativeKernel.cpp"),
-               os.path.join(patched_source_tree, NATIVE, "DepthwiseConv2dNative.cpp"),
-               os.path.join(REPO_ROOT, "kernels", "depthwise", "out_of_tree.cpp"),
-               os.path.join(CPP, "graft_build_info.cpp")]
+    headers, cap_tus, plain_tus = tree_sources(patched_source_tree)  # the whole library
+    for header in headers:
+        shutil.copy(header, staged)
+    sources = cap_tus + plain_tus + [os.path.join(CPP, "graft_build_info.cpp")]
     return aarch64_torch.build_graft(
         sources, os.path.join(out_dir, "libnative_dwconv.so"),
         include_dirs=[os.path.join(out_dir, "include"), ROUTING_DIR],
