@@ -1,7 +1,8 @@
 """`python build.py --target NAME [options]`: plan the build, show it, or run it.
 
-Exit codes: 0 done (or plan shown), 1 a step failed, 2 the configs or the plan are wrong
-(nothing was run).
+Exit codes (recipe/errors.py): 0 done (or plan shown), 1 a step failed, 2 an option, the
+configs or the plan are wrong (nothing was run), 4 another run holds the work dir,
+130 interrupted.
 """
 from __future__ import annotations
 
@@ -9,9 +10,21 @@ import argparse
 import json
 import sys
 
-from recipe import RECIPE_VERSION
+from recipe import RECIPE_VERSION, errors, worklock
 from recipe.config import ConfigError
 from recipe.steps import ORDER
+
+
+def positive_int(text):
+    """argparse type of --jobs: 1, 2, ... (MAX_JOBS=0 or -1 would reach the build)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be a whole number of jobs, 1 or more (got %r); "
+                                         "leave it out to let doctor choose" % text)
+    return value
 
 
 def build_parser(epilog=None):
@@ -44,7 +57,7 @@ def build_parser(epilog=None):
     g.add_argument("--only", choices=ORDER, metavar="STEP", help="run only STEP (e.g. --only patch --source DIR)")
     g.add_argument("--clean", action="store_true",
                    help="forget stamps and logs, remove the tree's build/ and dist/ (keeps clone and ACL cache)")
-    g.add_argument("--jobs", "-j", type=int, help="MAX_JOBS (default: from RAM + swap, see doctor)")
+    g.add_argument("--jobs", "-j", type=positive_int, help="MAX_JOBS (default: from RAM + swap, see doctor)")
     g.add_argument("--cache", choices=["auto", "none", "ccache", "sccache"], default="auto",
                    help="compiler launcher (auto: sccache or ccache when installed)")
     g.add_argument("--cache-url", help="remote compiler cache (sccache/ccache remote storage URL)")
@@ -59,13 +72,10 @@ def build_parser(epilog=None):
 
 def main(argv=None, epilog=None):
     args = build_parser(epilog).parse_args(argv)
-    from recipe.plan import PlanError, format_plan, make_plan
+    from recipe.plan import format_plan, make_plan
     if not args.target:
         print("python build.py: --target is required (python build.py list shows the targets; "
               "python build.py --help the options)", file=sys.stderr)
-        return 2
-    if args.json and not args.dry_run:
-        print("--json goes with --dry-run", file=sys.stderr)
         return 2
     options = {k: v for k, v in vars(args).items()}
     try:
@@ -75,9 +85,9 @@ def main(argv=None, epilog=None):
         for err in e.errors:
             print("  " + err, file=sys.stderr)
         return 2
-    except PlanError as e:
-        print(str(e), file=sys.stderr)
-        return 2
+    except errors.RecipeError as e:  # PlanError, OptionError
+        print("error: %s" % e, file=sys.stderr)
+        return e.exit_code
     if args.dry_run:
         if args.json:
             json.dump(plan.to_dict(), sys.stdout, indent=2, sort_keys=True, default=str)
@@ -88,5 +98,13 @@ def main(argv=None, epilog=None):
     from recipe.runner import run_plan
     print("Building torch %s for %s (%s)" % (plan.release["torch"]["version"], plan.target["name"],
                                              plan.target_reason), flush=True)
-    ok, _ = run_plan(plan, from_step=args.from_step, only=args.only, do_clean=args.clean)
+    try:
+        with worklock.hold(plan.work_dir):
+            ok, events = run_plan(plan, from_step=args.from_step, only=args.only,
+                                  do_clean=args.clean)
+    except errors.RecipeError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return e.exit_code
+    if not ok and events and events[-1][2] == "interrupted":
+        return errors.interrupt_exit_code()
     return 0 if ok else 1

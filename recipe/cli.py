@@ -10,11 +10,14 @@ from __future__ import annotations
 import importlib
 import sys
 
+from recipe.errors import MissingPrerequisite
+
 # command name -> (module, one-line help)
 COMMANDS = {
     "list": ("recipe.listing", "list targets and releases"),
     "verify": ("recipe.verify", "check that grouped convs run as ONE kernel, correctly, and how fast"),
-    "kernel": ("recipe.kernel", "compile the native depthwise kernel against the installed torch"),
+    "addon": ("recipe.addon", "build the add-on wheel torch-grouped-conv (autoloaded at import torch)"),
+    "kernel": ("recipe.kernel", "compile the add-on's kernel library against the installed torch"),
     "bench": ("recipe.bench", "benchmark depthwise convs: native kernel vs group loop vs oneDNN"),
     "pull": ("recipe.pull", "download (sha256-verified) and install a prebuilt wheel"),
     "publish": ("recipe.publish", "turn wheels/ into a PEP 503 index + index.json"),
@@ -39,6 +42,14 @@ def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]][0])
-        return module.main(argv[1:])
+        try:
+            return module.main(argv[1:])
+        except ModuleNotFoundError as e:  # kernel, bench: they run on the installed torch
+            if e.name != "torch":
+                raise
+            raise MissingPrerequisite(
+                "python build.py %s needs PyTorch in this Python (%s), and it has none: "
+                "python3 -m pip install torch, or run build.py with the Python that has it"
+                % (argv[0], sys.executable))
     from recipe import buildcmd
     return buildcmd.main(argv, epilog=commands_help())

@@ -91,8 +91,12 @@ def load_schema(config_dir=CONFIG_DIR):
     if not os.path.exists(path):
         path = os.path.join(CONFIG_DIR, "schema.yaml")
     if path not in _schema_cache:
-        with open(path, encoding="utf-8") as f:
-            _schema_cache[path] = yaml.safe_load(f)
+        schema, _ = load_yaml(path)  # a syntax error: ConfigError with file:line
+        kinds = ("target", "release", "aliases")
+        if not isinstance(schema, dict) or not all(isinstance(schema.get(k), dict) for k in kinds):
+            raise ConfigError(["%s: a schema must map each of %s to its spec; restore it from "
+                               "the recipe's repository" % (_rel(path), ", ".join(kinds))])
+        _schema_cache[path] = schema
     return _schema_cache[path]
 
 
@@ -198,6 +202,10 @@ class Configs:
     """All targets, aliases and releases of one config directory, validated."""
 
     def __init__(self, config_dir=CONFIG_DIR):
+        missing = [d for d in ("targets", "releases") if not os.path.isdir(os.path.join(config_dir, d))]
+        if missing:
+            raise ConfigError(["%s: not a config folder (no %s/ in it); name the folder that holds "
+                               "targets/ and releases/" % (_rel(config_dir), " or ".join(missing))])
         self.dir = config_dir
         self.schema = load_schema(config_dir)
         self._targets = {}

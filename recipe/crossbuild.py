@@ -252,6 +252,13 @@ def wheel_include():
 
 def _fetch_deb(key, dest_dir):
     fn, pool, size, sha = HEADER_DEBS[key]
+    return fetch_pool_file(fn, pool, size, sha, dest_dir)
+
+
+def fetch_pool_file(fn, pool, size, sha, dest_dir):
+    """A file of Debian's pool (this machine's mirror), verified by size + sha256, kept in
+    dest_dir; returns its path. Raises CrossBuildError."""
+    os.makedirs(dest_dir, exist_ok=True)
     path = os.path.join(dest_dir, fn)
     if os.path.exists(path) and os.path.getsize(path) == size and sha256_file(path) == sha:
         return path

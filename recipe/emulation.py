@@ -377,14 +377,15 @@ def _wheel_ok(path, size, sha):
     return os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha
 
 
-def ensure_wheels(verify=False):
-    """Download (on the host) and verify the pinned aarch64 wheels; returns their paths."""
+def ensure_wheels(verify=False, wheels=WHEELS):
+    """Download (on the host) and verify pinned aarch64 wheels (default: the rootfs's set,
+    WHEELS; entries are (requirement, file name, size, sha256)); returns their paths."""
     wdir = wheel_dir()
     os.makedirs(wdir, exist_ok=True)
     stamp = os.path.join(wdir, ".verified.json")
-    want = [(fn, size, sha) for _, fn, size, sha in WHEELS]
+    want = [(fn, size, sha) for _, fn, size, sha in wheels]
     todo = []
-    for req, fn, size, sha in WHEELS:
+    for req, fn, size, sha in wheels:
         path = os.path.join(wdir, fn)
         # Hash once; later runs trust the stamp (size still checked) unless verify=True.
         if not (os.path.isfile(path) and os.path.getsize(path) == size and
@@ -400,6 +401,8 @@ def ensure_wheels(verify=False):
                     f.write("%s --hash=sha256:%s\n" % (req, sha))
             cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
                    "--only-binary=:all:", "--platform", PLATFORM,
+                   # older wheels (torch 2.1) are tagged manylinux2014 only; hashes pin the files
+                   "--platform", "manylinux2014_aarch64",
                    "--python-version", PY_VERSION, "--implementation", "cp",
                    "--abi", "cp" + PY_VERSION.replace(".", ""),
                    "--dest", tmp, "-r", reqs, "--disable-pip-version-check"]
@@ -415,10 +418,15 @@ def ensure_wheels(verify=False):
                     raise EmulationError("downloaded %s does not match the pinned size %d / "
                                          "sha256 %s" % (fn, size, sha))
                 os.replace(src, os.path.join(wdir, fn))
+    known = {}
+    with contextlib.suppress(OSError, ValueError):
+        with open(stamp) as f:
+            known = json.load(f)
+    known.update({fn: sha for fn, size, sha in want})
     with open(stamp + ".tmp", "w") as f:
-        json.dump({fn: sha for fn, size, sha in want}, f, indent=1)
+        json.dump(known, f, indent=1)
     os.replace(stamp + ".tmp", stamp)
-    return [os.path.join(wdir, fn) for _, fn, _, _ in WHEELS]
+    return [os.path.join(wdir, fn) for _, fn, _, _ in wheels]
 
 
 def _stamp_has(stamp, fn, sha):

@@ -1,11 +1,12 @@
-"""`python build.py list`: the targets, aliases and releases, and which pairs can build."""
+"""`python build.py list`: the targets, aliases and releases, which pairs can build, and per
+target which path works: from source (a carried release) and/or the add-on."""
 from __future__ import annotations
 
 import argparse
 import json
 import os
 
-from recipe import REPO_ROOT
+from recipe import REPO_ROOT, working_path
 from recipe.config import ConfigError, Configs
 
 
@@ -23,7 +24,30 @@ def collect(configs):
             py = t["python"] if t["python"] != "host" else None
             reasons = compatibility(t, r, t.get("cuda"), py)
             matrix["%s/%s" % (t["name"], r["name"])] = reasons
-    return targets, releases, configs.aliases(), matrix
+    paths = {t["name"]: {"from_source": from_source(t, releases, configs, compatibility),
+                         "addon": working_path.addon_summary(t)} for t in targets}
+    return targets, releases, configs.aliases(), matrix, paths
+
+
+def from_source(t, releases, configs, compatibility):
+    """'yes (2.6.0, CUDA)' / 'CPU-only (2.6.0, --cuda off)' / 'no' for one target."""
+    py = t["python"] if t["python"] != "host" else None
+    full = [r["name"] for r in releases if not compatibility(t, r, t.get("cuda"), py)]
+    if full:
+        return "yes (%s%s)" % (", ".join(full), ", CUDA" if t.get("cuda") else "")
+    if not t.get("cuda"):
+        return "no"
+    cpu = [r["name"] for r in releases if not compatibility(t, r, None, py)]
+    if cpu:
+        return "CPU-only (%s, --cuda off)" % ", ".join(cpu)
+    newer_python = [r for r in releases if not compatibility(t, r, None, r["python"]["min"])]
+    if not newer_python:
+        return "no"
+    variants = [n for n in configs.target_names() if n.startswith(t["name"] + "-")
+                and not configs.target(n).get("cuda")]
+    r = newer_python[-1]
+    how = ("--target %s" % variants[0]) if variants else "--cuda off --python-version %s" % r["python"]["min"]
+    return "CPU-only (%s: %s)" % (r["name"], how)
 
 
 def main(argv=None):
@@ -32,22 +56,28 @@ def main(argv=None):
     p.add_argument("--configs", metavar="DIR", default=os.path.join(REPO_ROOT, "configs"))
     args = p.parse_args(argv)
     try:
-        targets, releases, aliases, matrix = collect(Configs(args.configs))
+        targets, releases, aliases, matrix, paths = collect(Configs(args.configs))
     except ConfigError as e:
         print("configuration error:\n" + "\n".join("  " + x for x in e.errors))
         return 2
     if args.json:
         strip = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}
         print(json.dumps({"targets": [strip(t) for t in targets], "releases": [strip(r) for r in releases],
-                          "aliases": aliases, "compatibility": matrix}, indent=2, sort_keys=True))
+                          "aliases": aliases, "compatibility": matrix,
+                          "paths": paths}, indent=2, sort_keys=True))
         return 0
-    row = "  %-22s %-8s %-24s %-10s %-7s %-14s %s"
+    row = "  %-22s %-8s %-24s %-14s %-7s %-14s %s"
     print("Targets:")
     print(row % ("name", "arch", "cpu (-march)", "JetPack", "python", "CUDA", "ACL arch"))
     for t in targets:
-        jp = "%s/%s" % (t["jetpack"]["version"], t["jetpack"]["l4t"]) if t.get("jetpack") else "-"
+        jp = "%s (%s)" % (t["jetpack"]["version"], t["jetpack"]["l4t"]) if t.get("jetpack") else "-"
         print(row % (t["name"], t["arch"], t["cpu"]["march"], jp, t["python"], _cuda(t),
                      t["cpu"]["acl_arch"] if t["acl"] else "off"))
+    print("\nWhich path (from source: a carried release; add-on: on the torch the board runs):")
+    prow = "  %-22s %-50s %s"
+    print(prow % ("target", "from source", "add-on"))
+    for t in targets:
+        print(prow % (t["name"], paths[t["name"]]["from_source"], paths[t["name"]]["addon"]))
     print("\nAliases:")
     for name, a in sorted(aliases.items()):
         print("  %-22s -> %s (detected on the device; default %s)" % (name, " | ".join(a["candidates"]),

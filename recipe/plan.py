@@ -15,8 +15,10 @@ import re
 import sys
 
 from recipe import RECIPE_VERSION, REPO_ROOT, cache_dir
+from recipe import detect, working_path
 from recipe import stamps as stamps_mod
 from recipe.config import Configs, ConfigError, version_tuple
+from recipe.errors import BadInput, OptionError, check_folder_option
 from recipe.steps import ORDER, module
 from recipe.steps import doctor
 
@@ -39,7 +41,7 @@ DEFAULT_OPTIONS = {
 }
 
 
-class PlanError(Exception):
+class PlanError(BadInput):
     """The requested build cannot work; `reasons` say why, `suggestions` what does."""
 
     def __init__(self, reasons, suggestions=(), title="cannot plan this build"):
@@ -89,25 +91,13 @@ def _public(cfg):
 # --------------------------------------------------------------------------- target choice
 
 def resolve_target(name, configs, host):
-    """(target name, reason) for a target or an alias such as jetson-agx."""
+    """(target name, reason) for a target or an alias such as jetson-agx (recipe/detect.py)."""
     aliases = configs.aliases()
     if name not in aliases:
         configs.target(name)  # raises ConfigError naming the known targets
         return name, "as requested"
-    alias = aliases[name]
-    model = host.get("device_model") or ""
-    for cand in alias["candidates"]:
-        for needle in configs.target(cand)["device"].get("detect") or []:
-            if needle.lower() in model.lower():
-                return cand, "detected %r in /proc/device-tree/model" % model
-    if host.get("l4t"):
-        major = host["l4t"].split(".")[0]
-        for cand in alias["candidates"]:
-            jp = configs.target(cand).get("jetpack") or {}
-            if jp.get("l4t", "").split(".")[0] == major:
-                return cand, "L4T %s (/etc/nv_tegra_release) is the JetPack of %s; the device " \
-                             "model was not recognised (%r)" % (host["l4t"], cand, model)
-    return alias["default"], alias["default_reason"]
+    facts = {c: detect.target_facts(configs.target(c)) for c in aliases[name]["candidates"]}
+    return detect.resolve(name, aliases, facts, host)
 
 
 # --------------------------------------------------------------------------- compatibility
@@ -124,7 +114,10 @@ def compatibility(target, release, cuda, python_version):
             if target.get("jetpack") and python_version == target["python"] else ""))
     if cuda:
         crng = release["cuda"]
-        if not (version_tuple(crng["min"]) <= version_tuple(cuda["version"]) <= version_tuple(crng["max"])):
+        torch_range = cuda_torch_reason(target, release) if cuda == target.get("cuda") else None
+        if torch_range:
+            reasons.append(torch_range)
+        elif not (version_tuple(crng["min"]) <= version_tuple(cuda["version"]) <= version_tuple(crng["max"])):
             reasons.append("PyTorch %s needs CUDA %s-%s; the target has CUDA %s%s. Why: %s" % (
                 release["torch"]["version"], crng["min"], crng["max"], cuda["version"],
                 " (JetPack %s)" % target["jetpack"]["version"] if target.get("jetpack") else "",
@@ -136,11 +129,33 @@ def compatibility(target, release, cuda, python_version):
     return reasons
 
 
+def cuda_torch_reason(target, release):
+    """The target's own CUDA/GPU-arch limit (cuda.torch) when this release is outside it."""
+    cuda = target.get("cuda") or {}
+    rng = cuda.get("torch")
+    if not rng:
+        return None
+    version = version_tuple(release["torch"]["version"])[:2]
+    if rng.get("min") and version < version_tuple(rng["min"]):
+        need = "torch >= %s" % rng["min"]
+    elif rng.get("max") and version > version_tuple(rng["max"]):
+        need = "torch <= %s" % rng["max"]
+    else:
+        return None
+    arch = "/".join("sm_" + a.split("+")[0].replace(".", "") for a in cuda["arch_list"].split(";"))
+    return "CUDA %s / %s%s need %s; this recipe's from-source line is %s (CUDA %s-%s). Why: %s" % (
+        cuda["version"], arch, " (JetPack %s)" % target["jetpack"]["version"] if target.get("jetpack") else "",
+        need, release["torch"]["version"], release["cuda"]["min"], release["cuda"]["max"], rng["why"])
+
+
 def suggestions_for(target, configs, release):
     out = []
+    addon = working_path.addon_path(target)
+    if addon:
+        out.append(addon)
     if target.get("cuda"):
-        out.append("a CPU-only wheel: --cuda off%s" % (
-            " --python-version %s" % release["python"]["min"]
+        out.append("a CPU-only torch %s from source: --cuda off%s" % (
+            release["torch"]["version"], " --python-version %s" % release["python"]["min"]
             if version_tuple(target["python"] if target["python"] != "host" else "3.99")
             < version_tuple(release["python"]["min"]) else ""))
     for name in configs.target_names():
@@ -149,10 +164,12 @@ def suggestions_for(target, configs, release):
             if not compatibility(other, release, other.get("cuda"),
                                  other["python"] if other["python"] != "host" else None):
                 out.append("--target %s (%s)" % (name, other["description"]))
-    if target["name"].startswith("jetson-agx-xavier"):
-        out.append("CUDA on Xavier needs a release line that builds with CUDA 11.4 (NVIDIA's last "
-                   "JetPack 5 wheel is torch 2.1.0): a follow-up releases/<version>.yaml + patch "
-                   "series; later lines need a newer CUDA still")
+    rng = (target.get("cuda") or {}).get("torch")
+    if rng and cuda_torch_reason(target, release):
+        out.append("a from-source CUDA build for this board needs a release line with torch %s: a "
+                   "configs/releases/<version>.yaml + patch series this recipe does not carry" % (
+                       " and ".join(x for x in (">= %s" % rng["min"] if rng.get("min") else None,
+                                                "<= %s" % rng["max"] if rng.get("max") else None) if x)))
     return out
 
 
@@ -182,11 +199,58 @@ def acl_cache_key(release, target):
     return "%s-%s-%s" % (acl["version"], target["cpu"]["acl_arch"], digest)
 
 
+# --------------------------------------------------------------------------- options
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a config's file stem: no path in it
+VERSION_XY_RE = re.compile(r"^\d+\.\d+$")
+CUDA_VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
+
+
+def validate_options(opts):
+    """OptionError (one line: the option, what is wrong, what to pass) before anything runs."""
+    for key, option in (("target", "--target"), ("release", "--release")):
+        if opts.get(key) is not None and not NAME_RE.match(opts[key]):
+            raise OptionError(option, opts[key], "not a %s name" % key,
+                              "pick one of `python build.py list`")
+    if opts.get("cuda_version") is not None:
+        if not CUDA_VERSION_RE.match(opts["cuda_version"]):
+            raise OptionError("--cuda-version", opts["cuda_version"], "not a CUDA version",
+                              "give X.Y, e.g. 12.6")
+        if opts.get("cuda") == "off":
+            raise OptionError("--cuda-version", opts["cuda_version"], "contradicts --cuda off",
+                              "drop one of them")
+    if opts.get("python_version") is not None and not VERSION_XY_RE.match(opts["python_version"]):
+        raise OptionError("--python-version", opts["python_version"], "not a Python version",
+                          "give X.Y, e.g. 3.10")
+    jobs = opts.get("jobs")
+    if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
+        raise OptionError("--jobs", jobs, "must be a positive number of compile jobs",
+                          "give 1 or more, or leave it out (doctor picks it from RAM + swap)")
+    if opts.get("only") and opts.get("from_step"):
+        raise OptionError("--only", opts["only"], "cannot be combined with --from %s"
+                          % opts["from_step"], "use --only STEP for one step, --from STEP to "
+                          "redo from STEP to the end")
+    if opts.get("json") and not opts.get("dry_run"):
+        raise OptionError("--json", None, "only goes with --dry-run", "add --dry-run")
+    if opts.get("configs") is not None:
+        check_folder_option("--configs", opts["configs"], must_exist=True)
+        missing = [d for d in ("targets", "releases")
+                   if not os.path.isdir(os.path.join(opts["configs"], d))]
+        if missing:
+            raise OptionError("--configs", opts["configs"], "has no %s/ folder" % " or ".join(missing),
+                              "name the folder that holds targets/ and releases/ (default: configs/)")
+    if opts.get("source") is not None:
+        check_folder_option("--source", opts["source"], must_exist=True)
+    check_folder_option("--work-dir", opts.get("work_dir"))
+    check_folder_option("--wheels-dir", opts.get("wheels_dir"))
+
+
 # --------------------------------------------------------------------------- the plan
 
 def make_plan(options, configs=None, host=None):
     opts = dict(DEFAULT_OPTIONS)
     opts.update({k: v for k, v in options.items() if v is not None or k not in opts})
+    validate_options(opts)
     configs = configs or Configs(opts["configs"] or os.path.join(REPO_ROOT, "configs"))
     host = host or doctor.probe_host()
     if not opts["target"]:
@@ -205,6 +269,9 @@ def make_plan(options, configs=None, host=None):
     if opts["cuda"] == "on" and not target.get("cuda"):
         raise PlanError(["target %s has no CUDA (cuda: null in %s)" % (name, target["_file"])],
                         ["a Jetson target: python build.py list"])
+    if opts.get("cuda_version") and not target.get("cuda"):
+        raise OptionError("--cuda-version", opts["cuda_version"], "target %s builds without CUDA"
+                          % name, "drop --cuda-version (it overrides a Jetson target's CUDA)")
     p.cuda = None if opts["cuda"] == "off" else (dict(target["cuda"]) if target.get("cuda") else None)
     if p.cuda and opts.get("cuda_version"):
         p.cuda["version"] = opts["cuda_version"]
@@ -221,7 +288,7 @@ def make_plan(options, configs=None, host=None):
     reasons = compatibility(target, release, p.cuda, p.python_version)
     if reasons:
         raise PlanError(reasons, suggestions_for(target, configs, release),
-                        title="cannot build torch %s for %s (%s)" % (release["name"], name, target["_file"]))
+                        title="cannot build torch %s from source for %s (%s)" % (release["name"], name, target["_file"]))
 
     # -- directories
     tag = "%s-%s%s" % (name, release["name"], "-cpu" if (target.get("cuda") and not p.cuda) else "")
@@ -257,9 +324,11 @@ def make_plan(options, configs=None, host=None):
     keys = {}
     to_do = set()
     st = stamps_mod.Stamps(p.work_dir)
+    problems = []  # what a step's describe() knows would make it fail: refused now, not hours later
     for step_name in ORDER:
         mod = module(step_name)
         d = mod.describe(p)
+        problems.extend(d.get("errors") or [])
         inputs = dict(d.get("inputs") or {})
         inputs["depends"] = {dep: keys.get(dep) for dep in getattr(mod, "DEPENDS", ())}
         key = stamps_mod.key_of({"skipped": d["skip"]} if d.get("skip") else inputs)
@@ -281,6 +350,8 @@ def make_plan(options, configs=None, host=None):
             "state": state, "why": why, "notes": list(d.get("notes") or []),
         })
         p.warnings.extend(d.get("warnings") or [])
+    if problems:
+        raise PlanError(problems, title="this build would fail (nothing was run)")
     return p
 
 
@@ -360,6 +431,9 @@ def format_plan(p):
                                  else "shallow clone of %s" % p.git_url))
     add("  work dir  %s" % p.work_dir)
     add("  wheel     %s/%s" % (p.wheels_dir, p.expected_wheel))
+    addon = working_path.addon_path(t)
+    if addon:
+        add("  add-on    or, without this build: %s" % addon)
     add("")
     add("Doctor (this host%s):" % ("" if p.host["arch"] == t["arch"] else
                                    ", not the target: a real run here stops at the first step"))

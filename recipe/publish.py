@@ -11,10 +11,13 @@ Output (default: in place, in the wheels directory)::
 
 `pip install --index-url https://HOST/PATH/simple torch==2.6.0` and
 `python build.py pull --index https://HOST/PATH/index.json` (or .../simple/) both work
-on the uploaded folder. With --base-url the links are absolute (wheels hosted elsewhere,
+on the uploaded folder. Add-on wheels (torch_grouped_conv-*.whl from `build.py addon`) get
+entries of kind "addon", ``simple/torch-grouped-conv/`` and one index per torch release line,
+``addon/torch-X.Y/simple/`` (recipe/addon_index.py). With --base-url the links are absolute (wheels hosted elsewhere,
 e.g. release assets) and only the index files need to be served.
 
-index.json schema (version 1)::
+index.json schema (version 1; version 2 adds add-on entries, recipe/addon_index.py, and is
+written only when the index has some)::
 
     {"schema": "torch-arm-recipe/wheel-index", "schema_version": 1,
      "wheels": [{"filename", "name", "version", "url" (relative to index.json, or absolute),
@@ -42,7 +45,7 @@ from urllib.parse import quote
 from recipe import REPO_ROOT
 
 INDEX_SCHEMA = "torch-arm-recipe/wheel-index"
-INDEX_SCHEMA_VERSION = 1
+INDEX_SCHEMA_VERSION = 2  # the newest understood; 2 = add-on entries (recipe/addon_index.py)
 MANIFEST_SUFFIX = ".manifest.json"
 METADATA_SUFFIX = ".metadata"
 DEFAULT_WHEELS = os.path.join(REPO_ROOT, "wheels")
@@ -84,7 +87,7 @@ def sha256_file(path, bufsize=1 << 20):
 
 
 def empty_index():
-    return {"schema": INDEX_SCHEMA, "schema_version": INDEX_SCHEMA_VERSION, "wheels": []}
+    return {"schema": INDEX_SCHEMA, "schema_version": 1, "wheels": []}
 
 
 def validate_index(data, where="index.json"):
@@ -99,8 +102,9 @@ def validate_index(data, where="index.json"):
     if not isinstance(data.get("wheels"), list):
         raise PublishError("{}: \"wheels\" must be a list".format(where))
     for i, w in enumerate(data["wheels"]):
-        missing = [k for k in ("filename", "url", "sha256", "target", "release")
-                   if not isinstance(w, dict) or not w.get(k)]
+        keys = ("filename", "url", "sha256", "torch", "arch") if isinstance(w, dict) and \
+            w.get("kind") == "addon" else ("filename", "url", "sha256", "target", "release")
+        missing = [k for k in keys if not isinstance(w, dict) or not w.get(k)]
         if missing:
             raise PublishError("{}: wheels[{}] lacks {}".format(where, i, ", ".join(missing)))
     return data
@@ -178,6 +182,13 @@ def _wheel_metadata(path):
     return raw, headers
 
 
+def entry_url(base_url, filename):
+    """The index entry's link to a file: relative, or under base_url. Percent-encoded: a local
+    version's "+" is read as a space by some static hosts."""
+    name = quote(filename)
+    return base_url.rstrip("/") + "/" + name if base_url else name
+
+
 def describe_wheel(path, base_url=None, require_manifest=True):
     """One index.json entry for the wheel at path (its manifest beside it)."""
     filename = os.path.basename(path)
@@ -210,16 +221,11 @@ def describe_wheel(path, base_url=None, require_manifest=True):
         raise PublishError("{}: the manifest says Python {} but the wheel is tagged {}".format(
             manifest_path, python, info["py"]))
 
-    def link(name):
-        # percent-encode: a local version's "+" is read as a space by some static hosts
-        name = quote(name)
-        return base_url.rstrip("/") + "/" + name if base_url else name
-
     entry = {
         "filename": filename,
         "name": headers.get("Name"),
         "version": headers.get("Version"),
-        "url": link(filename),
+        "url": entry_url(base_url, filename),
         "sha256": digest,
         "size": os.path.getsize(path),
         "target": (man or {}).get("target"),
@@ -231,7 +237,7 @@ def describe_wheel(path, base_url=None, require_manifest=True):
         "cuda": (man or {}).get("cuda"),
         "recipe_version": (man or {}).get("recipe_version"),
         "requires_python": headers.get("Requires-Python"),
-        "manifest": link(os.path.basename(manifest_path)) if man is not None else None,
+        "manifest": entry_url(base_url, os.path.basename(manifest_path)) if man is not None else None,
         "manifest_sha256": sha256_file(manifest_path) if man is not None else None,
         "metadata_sha256": hashlib.sha256(raw_meta).hexdigest(),
     }
@@ -321,9 +327,14 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
     entries = []
     metas = {}
     errors = []
+    from recipe import addon_index
     for f in files:
         try:
-            entry, raw_meta = describe_wheel(os.path.join(wheels_dir, f), base_url)
+            if addon_index.is_addon_wheel(f):
+                entry, raw_meta = addon_index.describe_addon_wheel(os.path.join(wheels_dir, f),
+                                                                   base_url)
+            else:
+                entry, raw_meta = describe_wheel(os.path.join(wheels_dir, f), base_url)
         except PublishError as exc:
             errors.append(str(exc))
             continue
@@ -365,6 +376,8 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
     all_entries = sorted(entries + kept, key=lambda e: (e["filename"], e["url"]))
     index = empty_index()
     index["wheels"] = all_entries
+    if any(e.get("kind") == "addon" for e in all_entries):
+        index["schema_version"] = 2  # older pulls refuse it with "update the recipe"
 
     # simple/: regenerate wholesale so removed wheels disappear
     simple = os.path.join(out_dir, "simple")
@@ -383,11 +396,19 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
         _write_atomic(os.path.join(simple, project, "index.html"),
                       render_project(project, ents, "../../"))
     _write_atomic(os.path.join(simple, "index.html"), render_root(by_project))
+    addon_lines = addon_index.write_line_indexes(out_dir, all_entries)
     _write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
     for e in entries:
+        if e.get("kind") == "addon":
+            log("published add-on {} ({:,} bytes, sha256 {}, torch {}, {})".format(
+                e["filename"], e["size"], e["sha256"][:16] + "...", e["torch"], e["arch"]))
+            continue
         log("published {} ({:,} bytes, sha256 {}, target {}, release {}, python {}, cuda {})"
             .format(e["filename"], e["size"], e["sha256"][:16] + "...", e["target"],
                     e["release"], e["python"], e["cuda"] or "none"))
+    for minor in addon_lines:
+        log("add-ons for torch {0}: pip install --extra-index-url <site>/{1}/torch-{0}/simple "
+            "torch-grouped-conv".format(minor, addon_index.LINES_DIR))
     if kept:
         log("kept {} remote entr{} from the existing index.json".format(
             len(kept), "y" if len(kept) == 1 else "ies"))
@@ -415,10 +436,17 @@ def build_parser():
 
 
 def main(argv=None):
+    from recipe.errors import OptionError, check_folder_option
     args = build_parser().parse_args(argv)
     if args.base_url and not _is_absolute_url(args.base_url):
         print("error: --base-url must be an absolute URL like https://host/path", file=sys.stderr)
         return 2
+    try:
+        check_folder_option("--wheels", args.wheels)
+        check_folder_option("--out", args.out)
+    except OptionError as exc:
+        print("error: {}".format(exc), file=sys.stderr)
+        return exc.exit_code
     try:
         publish(args.wheels, args.out, args.base_url, keep_remote=args.keep_remote)
     except PublishError as exc:

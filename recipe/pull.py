@@ -25,16 +25,17 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import sys
 import tempfile
 import time
-from typing import List, Optional
 from urllib.error import HTTPError, URLError
+from urllib import request as urlrequest
 from urllib.parse import unquote, urljoin, urlsplit
-from urllib.request import Request, url2pathname, urlopen
+from urllib.request import Request, url2pathname
 
-from recipe import REPO_ROOT, RECIPE_VERSION
+from recipe import REPO_ROOT, RECIPE_VERSION, detect, errors
 from recipe.publish import (INDEX_SCHEMA, MANIFEST_SUFFIX, PublishError, manifest_fields,
                             normalize_name, parse_wheel_filename, python_from_tag,
                             validate_index)
@@ -43,22 +44,29 @@ DEFAULT_INDEX = os.path.join(REPO_ROOT, "wheels", "index.json")
 DEFAULT_RELEASE = "2.6.0"
 PROJECT = "torch"
 USER_AGENT = "torch-arm-recipe-pull/" + RECIPE_VERSION
+DEFAULT_TIMEOUT = 60.0    # seconds without a byte: the server stalls
+DEFAULT_DEADLINE = 3600.0  # seconds for one whole download: a server that trickles is cut off
+MAX_INDEX_BYTES = 64 << 20
+INDEX_TEXT_FIELDS = ("url", "sha256", "target", "release", "python", "python_tag", "abi_tag",
+                     "platform_tag", "cuda", "version", "recipe_version", "manifest")
+WEB_SCHEMES = ("http", "https")
 
 # Used only while the recipe's configs/targets are not available (see _target_facts).
 FALLBACK_TARGETS = {
     "jetson-agx-orin": {"cuda": "12.6", "python": "3.10", "arch": "aarch64"},
+    "jetson-agx-orin-jp7.2": {"cuda": "13.2", "python": "3.12", "arch": "aarch64"},
+    "jetson-agx-orin-jp5": {"cuda": "11.4", "python": "3.8", "arch": "aarch64"},
+    "jetson-agx-thor": {"cuda": "13.0", "python": "3.12", "arch": "aarch64"},
+    "jetson-agx-thor-jp7.2": {"cuda": "13.2", "python": "3.12", "arch": "aarch64"},
     "jetson-agx-xavier": {"cuda": "11.4", "python": "3.8", "arch": "aarch64"},
+    "jetson-agx-xavier-cpu": {"cuda": None, "python": "3.9", "arch": "aarch64"},
     "generic-aarch64": {"cuda": None, "python": "host", "arch": "aarch64"},
     "x86_64": {"cuda": None, "python": "host", "arch": "x86_64"},
 }
-FALLBACK_ALIASES = {
-    "jetson-agx": {"candidates": ["jetson-agx-orin", "jetson-agx-xavier"],
-                   "default": "jetson-agx-orin"},
-}
 
 
-class PullError(Exception):
-    """A failure with the message for the user (what failed, where, what to do)."""
+class PullError(errors.RecipeError):
+    """A failure with the message for the user (what failed, where, what to do); exit 1."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -77,78 +85,26 @@ def _configs():
         return None
 
 
-def detect_jetson_model(root="/"):
-    """(model string or None, L4T major 'R35'/'R36' or None) from the device tree."""
-    model = None
-    for p in ("proc/device-tree/model", "sys/firmware/devicetree/base/model"):
-        try:
-            with open(os.path.join(root, p), "rb") as fh:
-                model = fh.read().replace(b"\0", b"").decode("utf-8", "replace").strip()
-                break
-        except OSError:
-            continue
-    l4t = None
-    try:
-        with open(os.path.join(root, "etc/nv_tegra_release")) as fh:
-            m = re.search(r"#\s*(R\d+)", fh.read())
-            l4t = m.group(1) if m else None
-    except OSError:
-        pass
-    return model, l4t
-
-
 def resolve_target(name, root="/"):
     """(concrete target name, reason) for a target or an alias such as jetson-agx.
 
-    The recipe's own resolution (recipe.plan.resolve_target on doctor.probe_host()) when it
-    can be imported, so `pull` and the build always agree; a small built-in copy otherwise
-    (an environment without PyYAML)."""
+    recipe.detect decides, so `pull` and the build always agree: on the recipe's configs
+    (recipe.plan.resolve_target on doctor.probe_host()) when they load, on detect's built-in
+    copy of the targets' detection facts otherwise (an environment without PyYAML)."""
     cfg = _configs()
     if cfg is not None:
+        from recipe.plan import resolve_target as plan_resolve
+        from recipe.steps.doctor import probe_host
         try:
-            from recipe.plan import resolve_target as plan_resolve
-            from recipe.steps.doctor import probe_host
-        except ImportError:
-            plan_resolve = None
-        if plan_resolve is not None:
-            try:
-                chosen, reason = plan_resolve(name, cfg, probe_host(root))
-            except Exception as exc:  # ConfigError: unknown target, with the known ones
-                raise PullError(str(exc))
-            if chosen == name:
-                return name, "target {}".format(name)
-            return chosen, "target {} -> {}: {}".format(name, chosen, " ".join(reason.split()))
-    aliases = FALLBACK_ALIASES
-    if cfg is not None:
-        try:
-            aliases = cfg.aliases() or {}
-        except Exception as exc:  # ConfigError: report as is
-            raise PullError(str(exc))
-    if name not in aliases:
+            chosen, reason = plan_resolve(name, cfg, probe_host(root))
+        except Exception as exc:  # ConfigError: unknown target, with the known ones
+            raise errors.BadInput("--target: %s" % exc)
+    else:
+        chosen, reason = detect.resolve(name, detect.BUILTIN_ALIASES, detect.BUILTIN_FACTS,
+                                        detect.read_board(root))
+    if chosen == name:
         return name, "target {}".format(name)
-    alias = aliases[name]
-    model, l4t = detect_jetson_model(root)
-    for cand in alias["candidates"]:
-        words = []
-        if cfg is not None:
-            try:
-                words = cfg.target(cand)["device"].get("detect") or []
-            except Exception:
-                words = []
-        if not words:
-            words = [cand.rsplit("-", 1)[-1]]  # "orin", "xavier"
-        if model and any(w.lower() in model.lower() for w in words):
-            return cand, "target {} -> {}: device-tree model is {!r}".format(name, cand, model)
-    if l4t in ("R35", "R36"):
-        cand = [c for c in alias["candidates"] if ("xavier" in c) == (l4t == "R35")]
-        if cand:
-            return cand[0], "target {} -> {}: /etc/nv_tegra_release says {} (JetPack {})".format(
-                name, cand[0], l4t, "5" if l4t == "R35" else "6")
-    return alias["default"], ("target {} -> {}: not running on a Jetson (no Orin/Xavier device-tree model, "
-                              "no /etc/nv_tegra_release), so the default was chosen; pass "
-                              "--target {} to choose".format(
-                                  name, alias["default"], " or --target ".join(
-                                      alias["candidates"])))
+    return chosen, "target {} -> {}: {}".format(name, chosen, " ".join(reason.split()))
 
 
 def _target_facts(name):
@@ -174,27 +130,140 @@ def _is_url(s):
     return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", s or ""))
 
 
+def _scheme(url):
+    """'http', 'https', 'file', 'ftp', ... for a URL; '' for a local path."""
+    return urlsplit(url).scheme.lower() if _is_url(url) or url.startswith("file:") else ""
+
+
+def is_remote(index):
+    return _scheme(index) in WEB_SCHEMES
+
+
 def _to_path(url):
     return url2pathname(unquote(urlsplit(url).path))
 
 
-def fetch_text(url, timeout):
+def check_link(url, index, what):
+    """PullError unless `url` is a place an index like `index` may send us: a remote index
+    only to http(s) URLs, a local one to http(s) or local files. Nothing is opened first, so
+    the message says nothing about the local files there are."""
+    scheme = _scheme(url)
+    if scheme in WEB_SCHEMES or (scheme in ("", "file") and not is_remote(index)):
+        return url
+    raise PullError("refused: the index {} points {} at {}: {} index may only point at {}".format(
+        index, what, url.split("?")[0][:200], "a remote" if is_remote(index) else "a local",
+        "http(s) URLs" if is_remote(index) else "http(s) URLs or local files"))
+
+
+def check_wheel_filename(name, index):
+    """PullError unless `name` is a bare wheel file name (no folders, no '..', parses as a
+    wheel): it becomes a path in the download folder."""
+    bad = (not isinstance(name, str) or not name or name != os.path.basename(name) or
+           "\\" in name or "\0" in name or name.startswith(".") or
+           parse_wheel_filename(name) is None)
+    if bad:
+        raise PullError("refused: the index {} lists the file name {!r}: a wheel's file name "
+                        "must be a bare NAME-VERSION-PY-ABI-PLATFORM.whl (no folders, no '..')"
+                        .format(index, name if isinstance(name, str) else name))
+    return name
+
+
+class _OnlyWebRedirects(urlrequest.HTTPRedirectHandler):
+    """Follow redirects to http(s) only (urllib would follow one to ftp:)."""
+
+    def http_error_302(self, req, fp, code, msg, headers):
+        location = headers.get("location") or headers.get("uri")
+        target = urljoin(req.full_url, location or "")
+        if location and _scheme(target) not in WEB_SCHEMES:
+            raise PullError("refused: {} redirects to {}: only redirects to http(s) URLs are "
+                            "followed".format(req.full_url, target.split("?")[0][:200]))
+        return urlrequest.HTTPRedirectHandler.http_error_302(self, req, fp, code, msg, headers)
+
+    http_error_301 = http_error_303 = http_error_307 = http_error_308 = http_error_302
+
+
+def _web_opener():
+    """An opener for http(s) only: no file:, ftp: or data: handlers at all."""
+    opener = urlrequest.OpenerDirector()
+    for handler in (urlrequest.ProxyHandler(), urlrequest.HTTPHandler(), urlrequest.HTTPSHandler(),
+                    urlrequest.HTTPDefaultErrorHandler(), _OnlyWebRedirects(),
+                    urlrequest.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def _open_web(url, timeout, accept=None):
+    headers = {"User-Agent": USER_AGENT}
+    if accept:
+        headers["Accept"] = accept
+    return _web_opener().open(Request(url, headers=headers), timeout=timeout)
+
+
+def _amount(got, total):
+    return "{:,} of {} bytes".format(got, "{:,}".format(total) if total is not None else "?")
+
+
+def copy_body(src, sink, url, total, timeout, deadline, started=None, progress=None, limit=None):
+    """Read `src` to its end into sink(chunk); return the number of bytes. Each read returns
+    what has arrived (read1), so the count is exact whenever it stops: no data for `timeout`
+    s is a stall, more than `deadline` s since `started` (time.monotonic(); default: now) is
+    cut off (checked after each read, so at most `timeout` s late), more than `limit` bytes
+    is refused."""
+    started = time.monotonic() if started is None else started
+    read = getattr(src, "read1", src.read)
+    got = 0
+    while True:
+        if time.monotonic() - started > deadline:
+            raise PullError("download of {} did not finish within --deadline {:g} s: {} arrived "
+                            "({:.0f} bytes/s); the server is too slow or trickles: retry later, "
+                            "or raise --deadline".format(url, deadline, _amount(got, total),
+                                                         got / max(time.monotonic() - started, 1e-6)))
+        try:
+            chunk = read(1 << 20)
+        except socket.timeout:
+            raise PullError("download of {} stalled: no data for {:g} s (--timeout) after {}; "
+                            "retry; if it keeps failing the server or the network is at fault"
+                            .format(url, timeout, _amount(got, total)))
+        except (OSError, ValueError) as exc:  # a reset, IncompleteRead, a chunked-encoding error
+            raise PullError("download of {} broke off after {} ({}): retry; if it keeps failing "
+                            "the server or the network is at fault".format(
+                                url, _amount(got, total), exc.__class__.__name__))
+        except Exception as exc:  # http.client.HTTPException: not an OSError
+            raise PullError("download of {} broke off after {} ({}): retry".format(
+                url, _amount(got, total), exc.__class__.__name__))
+        if not chunk:
+            return got
+        got += len(chunk)
+        if limit is not None and got > limit:
+            raise PullError("{} is larger than {:,} bytes: {}".format(
+                url, limit, "not the file the index describes" if total is not None
+                else "not an index"))
+        sink(chunk)
+        if progress:
+            progress.update(got)
+
+
+def fetch_text(url, timeout, deadline=DEFAULT_DEADLINE):
     """Text of a URL (http/https/file) or path; PullError names the URL on any failure."""
-    if not _is_url(url):
+    if not _is_url(url) and not url.startswith("file:"):
         if os.path.isdir(url):  # a static site's folder: what a web server would serve
             url = os.path.join(url, "index.html")
         try:
             with open(url, "rb") as fh:
-                return fh.read().decode("utf-8")
+                return fh.read(MAX_INDEX_BYTES + 1)[:MAX_INDEX_BYTES].decode("utf-8")
         except OSError as exc:
             raise PullError("cannot read the index {}: {}".format(url, exc.strerror or exc))
-    if url.startswith("file:"):
-        return fetch_text(_to_path(url), timeout)
+        except UnicodeDecodeError:
+            raise PullError("{} is not UTF-8 text: not an index".format(url))
+    if _scheme(url) == "file":
+        return fetch_text(_to_path(url), timeout, deadline)
+    if _scheme(url) not in WEB_SCHEMES:
+        raise PullError("cannot read {}: an index is an http(s) URL or a local path".format(url))
+    parts = []
     try:
-        with urlopen(Request(url, headers={"User-Agent": USER_AGENT,
-                                           "Accept": "application/json, text/html"}),
-                     timeout=timeout) as resp:
-            return resp.read().decode(resp.headers.get_content_charset() or "utf-8")
+        with _open_web(url, timeout, "application/json, text/html") as resp:
+            copy_body(resp, parts.append, url, None, timeout, deadline, limit=MAX_INDEX_BYTES)
+            charset = resp.headers.get_content_charset() or "utf-8"
     except HTTPError as exc:
         raise PullError("the index server answered HTTP {} {} for {}: check --index".format(
             exc.code, exc.reason, url))
@@ -202,6 +271,10 @@ def fetch_text(url, timeout):
         reason = getattr(exc, "reason", exc)
         raise PullError("cannot reach {} ({}): is the server up and the URL right? "
                         "Check the network or pass another --index".format(url, reason))
+    try:
+        return b"".join(parts).decode(charset)
+    except (UnicodeDecodeError, LookupError):
+        raise PullError("{} is not {} text: not an index".format(url, charset))
 
 
 class _Anchors(html.parser.HTMLParser):
@@ -253,13 +326,15 @@ def _local_label_facts(version):
     return {"tokens": tokens, "cuda": cuda, "cpu": "cpu" in tokens}
 
 
-def _entries_from_simple(text, page_url, timeout, log):
+def _entries_from_simple(text, page_url, index):
     entries = []
     for url, sha, attrs, label in parse_simple_page(text, page_url):
         filename = unquote(url.rsplit("/", 1)[-1])
         info = parse_wheel_filename(filename)
         if not info or normalize_name(info["name"]) != PROJECT:
             continue
+        check_wheel_filename(filename, index)
+        check_link(url, index, "the wheel " + filename)
         entry = {"filename": filename, "url": url, "sha256": sha, "size": None,
                  "version": info["version"], "python": python_from_tag(info["py"]),
                  "python_tag": info["py"], "platform_tag": info["plat"],
@@ -270,11 +345,11 @@ def _entries_from_simple(text, page_url, timeout, log):
     return entries
 
 
-def _fill_from_manifest(entry, timeout):
+def _fill_from_manifest(entry, timeout, deadline=DEFAULT_DEADLINE):
     """Simple-index entries carry no target: read it from the manifest beside the wheel
     (publish puts it there); fall back to the local version label."""
     try:
-        data = json.loads(fetch_text(entry["manifest"], timeout))
+        data = json.loads(fetch_text(entry["manifest"], timeout, deadline))
         if not isinstance(data, dict):
             raise ValueError("not a manifest")
         fields = manifest_fields(data)
@@ -292,8 +367,35 @@ def _fill_from_manifest(entry, timeout):
         return False
 
 
-def load_index(index, timeout=60, log=print):
-    """[entry, ...] from index.json (path or URL) or a PEP 503 simple index URL."""
+def _index_entry(w, i, index, base):
+    """One index.json entry, checked: a bare wheel file name, links the index may give, a
+    whole number of bytes."""
+    e = dict(w)
+    check_wheel_filename(w["filename"], index)
+    wrong = [k for k in INDEX_TEXT_FIELDS if w.get(k) is not None and not isinstance(w[k], str)]
+    if wrong:
+        raise PullError("{}: wheels[{}] ({}): {} must be text; re-publish the index (python "
+                        "build.py publish)".format(index, i, w["filename"], ", ".join(wrong)))
+    size = w.get("size")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise PullError("{}: wheels[{}] ({}): size {!r} is not a whole number of bytes; "
+                        "re-publish the index (python build.py publish)".format(
+                            index, i, w["filename"], size))
+    e["url"] = check_link(urljoin(base, w["url"]), index, "the wheel " + w["filename"])
+    if w.get("manifest"):
+        e["manifest"] = check_link(urljoin(base, w["manifest"]), index,
+                                   "the manifest of " + w["filename"])
+    return e
+
+
+def load_index(index, timeout=DEFAULT_TIMEOUT, log=print, deadline=DEFAULT_DEADLINE):
+    """[entry, ...] from index.json (path or URL) or a PEP 503 simple index URL.
+
+    Every entry is checked before it is returned: its file name is a bare wheel name and
+    its links are ones this index may give (check_link), so download() can trust them."""
+    if _scheme(index) not in WEB_SCHEMES + ("file", ""):
+        raise errors.OptionError("--index", index, "not an index location",
+                                 "give an http(s) URL or a local path (file or folder)")
     if not _is_url(index) and os.path.isdir(index):
         for cand in ("index.json", os.path.join("simple", PROJECT, "index.html")):
             if os.path.exists(os.path.join(index, cand)):
@@ -302,8 +404,9 @@ def load_index(index, timeout=60, log=print):
         else:
             raise PullError("{}: no index.json or simple/{}/index.html in it".format(
                 index, PROJECT))
-    text = fetch_text(index, timeout)
-    base = index if _is_url(index) else "file://" + os.path.abspath(index)
+    text = fetch_text(index, timeout, deadline)
+    base = index if _is_url(index) or index.startswith("file:") else \
+        "file://" + os.path.abspath(index)
     stripped = text.lstrip()
     if stripped.startswith("{"):
         try:
@@ -313,14 +416,7 @@ def load_index(index, timeout=60, log=print):
             raise PullError("{} is not valid JSON: {}".format(index, exc))
         except PublishError as exc:
             raise PullError(str(exc))
-        entries = []
-        for w in data["wheels"]:
-            e = dict(w)
-            e["url"] = urljoin(base, w["url"])
-            if w.get("manifest"):
-                e["manifest"] = urljoin(base, w["manifest"])
-            entries.append(e)
-        return entries
+        return [_index_entry(w, i, index, base) for i, w in enumerate(data["wheels"])]
     if "<a" not in text.lower() and "<html" not in text.lower():
         raise PullError("{} is neither an index.json (schema {}) nor a PEP 503 simple "
                         "index page".format(index, INDEX_SCHEMA))
@@ -334,10 +430,11 @@ def load_index(index, timeout=60, log=print):
                 normalize_name(u.rstrip("/").rsplit("/", 1)[-1]) == PROJECT]
         if not proj:
             raise PullError("the simple index {} lists no '{}' project".format(index, PROJECT))
-        page = proj[0] if proj[0].endswith("/") else proj[0] + "/"
-        text = fetch_text(page, timeout)
+        page = check_link(proj[0] if proj[0].endswith("/") else proj[0] + "/", index,
+                          "the project page")
+        text = fetch_text(page, timeout, deadline)
         base = page
-    return _entries_from_simple(text, base, timeout, log)
+    return _entries_from_simple(text, base, index)
 
 
 # ---------------------------------------------------------------------------------------
@@ -371,8 +468,8 @@ def wheel_tags(filename):
                for abi in info["abi"].split(".") for plat in info["plat"].split("."))
 
 
-def select(entries, target, release, python, cuda, cuda_explicit, timeout=60,
-           check_platform=False):
+def select(entries, target, release, python, cuda, cuda_explicit, timeout=DEFAULT_TIMEOUT,
+           check_platform=False, deadline=DEFAULT_DEADLINE):
     """The best matching entry, or PullError listing what the index has."""
 
     def describe(e):
@@ -393,7 +490,7 @@ def select(entries, target, release, python, cuda, cuda_explicit, timeout=60,
         if e.get("_from_simple") and e.get("target") is None and "_label_tokens" not in e:
             if e.get("release") != release or (python and e.get("python") != python):
                 continue  # do not fetch manifests of wheels that cannot match anyway
-            _fill_from_manifest(e, timeout)
+            _fill_from_manifest(e, timeout, deadline)
         if not target_ok(e) or str(e.get("release")) != release:
             continue
         if python and e.get("python") and e["python"] != python:
@@ -435,8 +532,10 @@ class _Progress(object):
         self.tty = hasattr(stream, "isatty") and stream.isatty()
         self.start = self.last = time.time()
         self.last_pct = -10
+        self.done = 0
 
     def update(self, done, final=False):
+        self.done = done
         now = time.time()
         pct = int(100 * done / self.total) if self.total else None
         if not final:
@@ -459,23 +558,67 @@ class _Progress(object):
         self.stream.flush()
 
 
-def download(url, dest_dir, filename, sha256, size=None, timeout=60, progress=True):
-    """Download url to dest_dir/filename, verified; returns the path. On any failure no
-    file (partial or complete) is left and PullError says why."""
-    os.makedirs(dest_dir, exist_ok=True)
-    final = os.path.join(dest_dir, filename)
-    if not sha256 or not re.match(r"^[0-9a-f]{64}$", sha256):
+PART_RE = re.compile(r"^\.(?P<name>.+)\.(?P<pid>\d+)\.[A-Za-z0-9_]+\.part$")
+
+
+def _part_file(dest_dir, filename):
+    """(fd, path) of the hidden file a download is written to, named after this process
+    (`.NAME.PID.XXXX.part`). Any exception removes it (SIGTERM raises one, see
+    recipe.errors); what a SIGKILLed pull left is removed by the next one (its pid is gone)."""
+    for name in os.listdir(dest_dir):
+        m = PART_RE.match(name)
+        if m and not _alive(int(m.group("pid"))):
+            try:
+                os.unlink(os.path.join(dest_dir, name))
+            except OSError:
+                pass
+    return tempfile.mkstemp(dir=dest_dir, prefix=".%s.%d." % (filename, os.getpid()),
+                            suffix=".part")
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # someone else's process
+        return True
+    return True
+
+
+def download(url, dest_dir, filename, sha256, size=None, timeout=DEFAULT_TIMEOUT, progress=True,
+             deadline=DEFAULT_DEADLINE, allow_local=False):
+    """Download url to dest_dir/filename, verified against sha256 (and size when known);
+    returns the path. On any failure, Ctrl-C or SIGTERM no file (partial or complete) is
+    left and PullError says why, with the bytes that arrived.
+
+    filename must be a bare wheel name; url an http(s) URL, or with allow_local (an index on
+    this machine) a local path or file: URL. `timeout`: seconds without data; `deadline`:
+    seconds for the whole download."""
+    check_wheel_filename(filename, url)
+    if not isinstance(sha256, str) or not re.match(r"^[0-9a-fA-F]{64}$", sha256):
         raise PullError("the index gives no valid sha256 for {}: refusing an unverifiable "
                         "download".format(url))
-    fd, tmp = tempfile.mkstemp(dir=dest_dir, prefix="." + filename + ".", suffix=".part")
-    h = hashlib.sha256()
-    got = 0
+    if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 0):
+        raise PullError("the index gives the size of {} as {!r}, not a whole number of bytes"
+                        .format(url, size))
+    scheme = _scheme(url)
+    if scheme not in WEB_SCHEMES and not (allow_local and scheme in ("", "file")):
+        raise PullError("refused: {} is not an http(s) URL{}".format(
+            url.split("?")[0][:200], " or a local file" if allow_local else ""))
     try:
-        with os.fdopen(fd, "wb") as out:
-            if _is_url(url) and not url.startswith("file:"):
+        os.makedirs(dest_dir, exist_ok=True)
+    except OSError as exc:
+        raise PullError("cannot make the download folder {}: {}".format(dest_dir, exc.strerror or exc))
+    final = os.path.join(dest_dir, filename)
+    started = time.monotonic()
+    fd, tmp = _part_file(dest_dir, filename)
+    h = hashlib.sha256()
+    try:
+        with os.fdopen(fd, "wb", closefd=False) as out:
+            if scheme in WEB_SCHEMES:
                 try:
-                    resp = urlopen(Request(url, headers={"User-Agent": USER_AGENT}),
-                                   timeout=timeout)
+                    src = _open_web(url, min(timeout, deadline))
                 except HTTPError as exc:
                     raise PullError("HTTP {} {} for {}: the index points at a file the server "
                                     "does not have (stale index?)".format(exc.code, exc.reason,
@@ -484,46 +627,39 @@ def download(url, dest_dir, filename, sha256, size=None, timeout=60, progress=Tr
                     raise PullError("cannot download {} ({}): is the server up? Retry, or "
                                     "pass another --index".format(
                                         url, getattr(exc, "reason", exc)))
-                length = resp.headers.get("Content-Length")
+                length = src.headers.get("Content-Length")
                 length = int(length) if length and length.isdigit() else None
-                src = resp
             else:
-                path = _to_path(url) if _is_url(url) else url
+                path = _to_path(url) if scheme == "file" else url
                 try:
                     src = open(path, "rb")
                 except OSError as exc:
                     raise PullError("cannot read {}: {}".format(path, exc.strerror or exc))
                 length = os.fstat(src.fileno()).st_size
-            total = size or length
+            if size is not None and length is not None and length != size:
+                src.close()
+                raise PullError("{} is {:,} bytes, the index says {:,}: not the file the index "
+                                "describes (a stale index?); nothing was downloaded".format(
+                                    url, length, size))
+            total = size if size is not None else length
             bar = _Progress(filename, total) if progress else None
+
+            def sink(chunk):
+                out.write(chunk)
+                h.update(chunk)
+
+            got = 0
             try:
                 with src:
-                    while True:
-                        try:
-                            chunk = src.read(1 << 20)
-                        except Exception as exc:  # IncompleteRead, reset, timeout
-                            raise PullError(
-                                "download of {} broke off after {:,} of {} bytes ({}): "
-                                "retry; if it keeps failing the server or the network is at "
-                                "fault".format(url, got, "{:,}".format(total) if total
-                                               else "?", exc.__class__.__name__))
-                        if not chunk:
-                            break
-                        out.write(chunk)
-                        h.update(chunk)
-                        got += len(chunk)
-                        if size and got > size:
-                            raise PullError("{} is larger than the {:,} bytes the index "
-                                            "says: not the file the index describes".format(
-                                                url, size))
-                        if bar:
-                            bar.update(got)
+                    got = copy_body(src, sink, url, total, timeout, deadline, started, bar,
+                                    limit=total)
             finally:
                 if bar:
-                    bar.update(got, final=True)
-        if (size and got != size) or (length is not None and got != length):
-            raise PullError("truncated download of {}: got {:,} of {:,} bytes; retry (nothing "
-                            "was installed)".format(url, got, size or length))
+                    bar.update(bar.done, final=True)
+            out.flush()
+        if total is not None and got != total:
+            raise PullError("truncated download of {}: got {}; retry (nothing was installed)"
+                            .format(url, _amount(got, total)))
         digest = h.hexdigest()
         if digest != sha256.lower():
             raise PullError("sha256 mismatch for {}:\n  expected {} (from the index)\n  got      "
@@ -537,6 +673,8 @@ def download(url, dest_dir, filename, sha256, size=None, timeout=60, progress=Tr
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    finally:
+        os.close(fd)
 
 
 # ---------------------------------------------------------------------------------------
@@ -569,6 +707,16 @@ def install(wheel_path, version, no_deps=False, pip_args=(), python=None):
 # CLI
 
 
+def positive_seconds(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError("must be a number of seconds above 0 (got %r)" % text)
+    return value
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="build.py pull",
@@ -591,20 +739,33 @@ def build_parser():
                    help="do not let pip install torch's dependencies")
     p.add_argument("--pip-arg", action="append", default=[], metavar="ARG",
                    help="extra argument for pip install (repeatable)")
-    p.add_argument("--timeout", type=float, default=60.0, help="network timeout, seconds")
+    p.add_argument("--timeout", type=positive_seconds, default=DEFAULT_TIMEOUT,
+                   help="seconds without data after which a server counts as stalled "
+                        "(default: %(default)g)")
+    p.add_argument("--deadline", type=positive_seconds, default=DEFAULT_DEADLINE,
+                   help="seconds one whole download (or index page) may take; a server that "
+                        "trickles bytes is cut off (default: %(default)g)")
     p.add_argument("--dry-run", action="store_true",
                    help="show the chosen wheel and URL; download nothing")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--addon", action="store_true",
+                   help="install the add-on torch-grouped-conv for the torch installed here "
+                        "(version and arch) instead of a torch wheel (recipe/addon_index.py)")
     return p
 
 
 def run(args):
+    errors.check_folder_option("--download-only", args.download_only)
+    if args.addon:
+        from recipe.addon_index import pull_addon
+        return pull_addon(args)
     target, why = resolve_target(args.target)
     facts = _target_facts(target)
     print("pull: {}".format(why))
     if args.python:
         if not re.match(r"^\d+\.\d+$", args.python):
-            raise PullError("--python {!r}: give X.Y, e.g. 3.10".format(args.python))
+            raise errors.OptionError("--python", args.python, "not a Python version",
+                                     "give X.Y, e.g. 3.10")
         python = args.python
     elif args.download_only and facts.get("python") not in (None, "host"):
         python = facts["python"]
@@ -614,24 +775,28 @@ def run(args):
     if cuda_explicit:
         cuda = None if args.cuda.lower() in ("none", "cpu", "") else args.cuda
         if cuda and not re.match(r"^\d+\.\d+$", cuda):
-            raise PullError("--cuda {!r}: give X.Y (e.g. 12.6) or none".format(args.cuda))
+            raise errors.OptionError("--cuda", args.cuda, "not a CUDA version",
+                                     "give X.Y (e.g. 12.6) or none")
     else:
         cuda = facts.get("cuda")
-    entries = load_index(args.index, timeout=args.timeout)
+    entries = load_index(args.index, timeout=args.timeout, deadline=args.deadline)
     entry = select(entries, target, args.release, python, cuda, cuda_explicit,
-                   timeout=args.timeout, check_platform=not args.download_only)
+                   timeout=args.timeout, check_platform=not args.download_only,
+                   deadline=args.deadline)
     print("pull: {} <- {}".format(entry["filename"], entry["url"]))
     if args.dry_run:
         return 0
+    fetch = dict(timeout=args.timeout, deadline=args.deadline, progress=not args.quiet,
+                 allow_local=not is_remote(args.index))
     if args.download_only:
         path = download(entry["url"], args.download_only, entry["filename"], entry["sha256"],
-                        entry.get("size"), timeout=args.timeout, progress=not args.quiet)
+                        entry.get("size"), **fetch)
         print("pull: verified sha256 {}; saved {}".format(entry["sha256"], path))
         return 0
     tmpdir = tempfile.mkdtemp(prefix="torch-pull-")
     try:
         path = download(entry["url"], tmpdir, entry["filename"], entry["sha256"],
-                        entry.get("size"), timeout=args.timeout, progress=not args.quiet)
+                        entry.get("size"), **fetch)
         print("pull: verified sha256 {}; installing into {}".format(entry["sha256"],
                                                                     sys.prefix))
         rc = install(path, entry.get("version"), no_deps=args.no_deps,
@@ -649,14 +814,16 @@ def run(args):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    errors.raise_on_sigterm()  # SIGTERM cleans up like Ctrl-C: no file is left
     try:
         return run(args)
-    except PullError as exc:
+    except errors.RecipeError as exc:  # PullError (1), OptionError (2)
         print("error: {}".format(exc), file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("error: interrupted; nothing was installed", file=sys.stderr)
-        return 130
+        return exc.exit_code
+    except KeyboardInterrupt as exc:
+        print("error: interrupted ({}); nothing was installed and no file is left".format(
+            "SIGTERM" if isinstance(exc, errors.Terminated) else "Ctrl-C"), file=sys.stderr)
+        return errors.interrupt_exit_code(exc)
 
 
 if __name__ == "__main__":

@@ -622,6 +622,32 @@ def _safe(fn, default=None):
         return default if default is not None else "unavailable: %s" % (str(e).splitlines() or [""])[0]
 
 
+def _load_kernel_lib(path):
+    """The add-on's library links no torch library: load it with the add-on's own loader
+    (addon/torch_grouped_conv/_loader.py of this checkout), which first makes the running
+    torch's libraries global; a plain torch.ops.load_library where that file is absent."""
+    loader = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "addon",
+                          "torch_grouped_conv", "_loader.py")
+    if not os.path.exists(loader):
+        _import_torch().ops.load_library(path)
+        return
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("torch_grouped_conv_loader", loader)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.load_library(path)
+
+
+def _addon_fact():
+    """The autoloaded add-on torch-grouped-conv: None when not installed."""
+    addon = sys.modules.get("torch_grouped_conv")
+    if addon is None:
+        return None
+    state = getattr(addon, "_state", {})
+    return {"version": addon.build_info().get("version"), "loaded": state.get("loaded"),
+            "reason": state.get("reason")}
+
+
 def install_facts(kernel_lib=None, no_mkldnn=False):
     torch = _import_torch()
     facts = {
@@ -647,6 +673,7 @@ def install_facts(kernel_lib=None, no_mkldnn=False):
         "patched_grouped_kernel": "CpuGrouped2d" in _conv_backend_names(),
         GROUPED_CONV_ENV: os.environ.get(GROUPED_CONV_ENV),
         "kernel_lib": os.path.abspath(kernel_lib) if kernel_lib else None,
+        "addon": _safe(_addon_fact, default={}) or None,
     }
     if hasattr(torch.ops, "mkldnn"):
         facts["acl"] = _safe(lambda: bool(torch.ops.mkldnn._is_mkldnn_acl_supported()),
@@ -1201,7 +1228,7 @@ def run_verify(options=None, **kwargs):
     if options.threads:
         torch.set_num_threads(int(options.threads))
     if options.kernel_lib:
-        torch.ops.load_library(os.path.abspath(options.kernel_lib))
+        _load_kernel_lib(os.path.abspath(options.kernel_lib))
     facts = install_facts(options.kernel_lib, options.no_mkldnn)
     cases = full_matrix() if options.full else default_matrix()
     cases = filter_cases(cases, options.cases)
@@ -1343,6 +1370,9 @@ def format_report(data):
         extra.append("%s=%s" % (GROUPED_CONV_ENV, facts.get(GROUPED_CONV_ENV)))
     if facts.get("kernel_lib"):
         extra.append("kernel lib %s" % facts["kernel_lib"])
+    if facts.get("addon"):
+        extra.append("add-on torch-grouped-conv %s: %s" % (facts["addon"].get("version"),
+                                                           facts["addon"].get("reason")))
     lines.append(" | ".join(extra))
     lines.append("")
     rows = [("case", "selected", "backend ops fwd / bwd", "calls", "max err (tol)", "ms",

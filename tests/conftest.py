@@ -10,6 +10,7 @@ Markers are applied automatically from the fixtures a test uses:
   pytorch_source_tree / pytorch_source_pristine -> source_tree
   emulation / aarch64_torch                    -> aarch64
   aarch64_torch / cross_toolchain              -> crosscompile
+  aarch64_addon                                -> aarch64, crosscompile
 """
 import os
 import sys
@@ -26,6 +27,7 @@ FIXTURE_MARKERS = {
     "aarch64_torch": ("aarch64", "crosscompile"),
     "cross_toolchain": ("crosscompile",),
     "patched_source_tree": ("source_tree",),
+    "aarch64_addon": ("aarch64", "crosscompile"),
 }
 
 
@@ -164,3 +166,29 @@ def patched_source_tree(pytorch_source_pristine, tmp_path_factory):
     apply_series(os.path.join(REPO_ROOT, "patches", "2.6.0", "series"), tree,
                  str(root / "work"), log=lambda line: None)
     return tree
+
+
+@pytest.fixture(scope="session")
+def aarch64_addon(emulation, cross_toolchain, tmp_path_factory):
+    """The add-on cross-built against the official torch 2.6.0 aarch64 wheel's headers
+    (`build.py addon --torch 2.6.0 --arch aarch64`), installed by the rootfs's own pip into a
+    folder beside the official 2.6.0 wheel (not into the shared rootfs: guest interpreters get
+    it on PYTHONPATH). Attributes: wheel, site, emulation, python(code, env=None, args=(),
+    timeout=1800) -> CompletedProcess of a fresh guest python3 that sees the add-on."""
+    from recipe import addon
+    from recipe.addon_headers import HeadersError
+    from addon_helpers import guest_install
+    try:
+        wheel = addon.build_addon("2.6.0", "aarch64", out_dir=str(
+            tmp_path_factory.mktemp("addon-aarch64")), quiet=True)
+    except HeadersError as e:
+        unavailable("the official torch 2.6.0 aarch64 wheel / cross compiler", e)
+    site = guest_install(emulation, wheel, str(tmp_path_factory.mktemp("site-aarch64")))
+
+    def python(code, env=None, args=(), timeout=1800, binds=()):
+        full = {"PYTHONPATH": site}
+        full.update(env or {})
+        return emulation.python(code, args=args, env=full, timeout=timeout,
+                                binds=[site] + list(binds))
+
+    return types.SimpleNamespace(wheel=wheel, site=site, emulation=emulation, python=python)

@@ -34,7 +34,9 @@ def test_shipped_configs_are_valid():
     assert rel["torch"]["commit"] == "2236df1770800ffea5697b11b0bb0d910b2e59e1"
     assert rel["torch"]["tag"] == "v2.6.0"
     assert rel["onednn"]["version"] == "3.5.3" and rel["acl"]["tag"] == "v24.09"
-    assert c.aliases()["jetson-agx"]["candidates"] == ["jetson-agx-orin", "jetson-agx-xavier"]
+    assert c.aliases()["jetson-agx"]["candidates"] == [
+        "jetson-agx-orin", "jetson-agx-orin-jp7.2", "jetson-agx-thor", "jetson-agx-thor-jp7.2",
+        "jetson-agx-xavier", "jetson-agx-orin-jp5"]
 
 
 def test_typo_key_gets_file_line_and_did_you_mean(cfg):

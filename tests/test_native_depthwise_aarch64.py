@@ -1,31 +1,32 @@
 """Ladder step 4 for the native depthwise kernel: its NEON builds RUN on aarch64.
 
-The kernel sources the patch series installs into the real 2.6.0 tree (aten/src/ATen/
-native/{,cpu/}DepthwiseConv2dNative*) are cross-compiled, with out_of_tree.cpp's operator
-registrations, into a library loaded by the official torch 2.6.0 aarch64 wheel under
-qemu-user -- twice, the two ways an aarch64 build compiles them:
+The kernel sources the patch series installs into the real 2.6.0 tree (checked byte-identical
+to kernels/depthwise/ below) are cross-compiled into the add-on (`build.py addon --torch 2.6.0
+--arch aarch64`: the kernel once per capability, the add-on's own capability tables instead of
+torch's DispatchStub), installed beside the official torch 2.6.0 aarch64 wheel and run under
+qemu-user by an interpreter that only imports torch -- twice, one per compiled capability:
 
-* plain ARMv8-A (the wheel's DEFAULT capability): NEON fp32, fp16 accumulated in fp32;
-* ``-march=armv8.2-a+fp16`` (the Jetson targets, and `python build.py kernel` on a CPU with
-  asimdhp): fp16 convs accumulate in fp16 vector arithmetic (8 lanes per register).
+* FP16 (``-march=armv8.2-a+fp16``, chosen at run time where HWCAP has asimdhp: Jetson CPUs,
+  and qemu's default CPU): fp16 convs accumulate in fp16 vector arithmetic (8 lanes);
+* DEFAULT (ARMv8.0 NEON): under qemu's Cortex-A57 model (QEMU_CPU=cortex-a57: ARMv8.0, no
+  FP16 arithmetic, so the add-on chooses DEFAULT by itself, and any FP16 instruction that
+  leaked into the code it runs would kill the process with SIGILL): fp32 NEON, fp16
+  accumulated in fp32.
 
-Each is compared with a float64 reference computed in the same aarch64 process. The
-capability plan (defines, empty dispatch slots) is recipe.kernel's, i.e. exactly what
-`python build.py kernel` uses on an aarch64 machine. Timings under qemu mean nothing.
+Each is compared with a float64 reference computed in the same aarch64 process. Timings under
+qemu mean nothing.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import textwrap
 
 import pytest
 
 from recipe import REPO_ROOT
-from recipe.kernel import AARCH64_FP16_FLAGS, ROUTING_DIR, capability_plan, tree_sources
 
-CPP = os.path.join(REPO_ROOT, "tests", "cpp")
+NATIVE = os.path.join("aten", "src", "ATen", "native")
 
 # (batch, channels, multiplier, H, W, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 CASES = [
@@ -49,9 +50,8 @@ FP16_TOLERANCE_FP16_ACCUM = 1e-2      # every partial sum rounded to fp16 (up to
 SCRIPT = """
 import json, torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
-torch.ops.load_library(LIB)
 torch.manual_seed(0)
-out = {"fp16_vector_arithmetic": torch.ops.graft_build_info.fp16_vector_arithmetic(),
+out = {"capability": torch.ops.torch_grouped_conv.cpu_capability(),
        "registered_aten_kernels": torch.ops.native_dwconv.registered_aten_kernels(),
        "forward": [], "backward": []}
 
@@ -101,29 +101,10 @@ print("RESULT " + json.dumps(out))
 """
 
 
-def _build(aarch64_torch, patched_source_tree, out_dir, fp16_arith):
-    """The kernel library as an aarch64 build of this torch makes it (recipe.kernel's plan)."""
-    have, units, empty_slots = capability_plan("aarch64", slots=2, fp16_arith=fp16_arith)
-    (capability, flags), = units
-    assert capability == "DEFAULT"
-    staged = os.path.join(out_dir, "include", "ATen", "native")
-    os.makedirs(staged, exist_ok=True)
-    headers, cap_tus, plain_tus = tree_sources(patched_source_tree)  # the whole library
-    for header in headers:
-        shutil.copy(header, staged)
-    sources = cap_tus + plain_tus + [os.path.join(CPP, "graft_build_info.cpp")]
-    return aarch64_torch.build_graft(
-        sources, os.path.join(out_dir, "libnative_dwconv.so"),
-        include_dirs=[os.path.join(out_dir, "include"), ROUTING_DIR],
-        defines=["DWCONV_OUT_OF_TREE"] + have + ["DWCONV_EMPTY_SLOT_" + e for e in empty_slots],
-        extra_flags=["-O3"] + flags)
-
-
-def _run(aarch64_torch, lib, dtypes):
-    code = (textwrap.dedent(SCRIPT)
-            .replace("LIB", repr(lib)).replace("DTYPES", repr(dtypes))
+def _run(aarch64_addon, dtypes, env=None):
+    code = (textwrap.dedent(SCRIPT).replace("DTYPES", repr(dtypes))
             .replace("BACKWARD_CASES", repr(BACKWARD_CASES)).replace("CASES", repr(CASES)))
-    proc = aarch64_torch.python(code, binds=[os.path.dirname(lib)], timeout=1500)
+    proc = aarch64_addon.python(code, env=env, timeout=1500)
     assert proc.returncode == 0, "aarch64 python failed:\n%s\n%s" % (proc.stdout, proc.stderr)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert lines, "no RESULT line:\n%s\n%s" % (proc.stdout, proc.stderr)
@@ -131,16 +112,23 @@ def _run(aarch64_torch, lib, dtypes):
 
 
 @pytest.fixture(scope="module")
-def neon_results(patched_source_tree, aarch64_torch, tmp_path_factory):
-    lib = _build(aarch64_torch, patched_source_tree, str(tmp_path_factory.mktemp("dw_neon")), False)
-    return _run(aarch64_torch, lib, ["float32", "float16", "bfloat16"])
+def neon_results(aarch64_addon):
+    return _run(aarch64_addon, ["float32", "float16", "bfloat16"],
+                env={"QEMU_CPU": "cortex-a57"})
 
 
 @pytest.fixture(scope="module")
-def neon_fp16_results(patched_source_tree, aarch64_torch, tmp_path_factory):
-    lib = _build(aarch64_torch, patched_source_tree, str(tmp_path_factory.mktemp("dw_neon_fp16")),
-                 True)
-    return _run(aarch64_torch, lib, ["float32", "float16"])
+def neon_fp16_results(aarch64_addon):
+    return _run(aarch64_addon, ["float32", "float16"])
+
+
+def test_the_patched_tree_holds_the_same_kernel_sources(patched_source_tree):
+    for src, dest in (("DepthwiseConv2dNative.h", "DepthwiseConv2dNative.h"),
+                      ("DepthwiseConv2dNative.cpp", "DepthwiseConv2dNative.cpp"),
+                      ("DepthwiseConv2dNativeKernel.cpp", "cpu/DepthwiseConv2dNativeKernel.cpp")):
+        with open(os.path.join(REPO_ROOT, "kernels", "depthwise", src), "rb") as a, \
+                open(os.path.join(patched_source_tree, NATIVE, dest), "rb") as b:
+            assert a.read() == b.read(), dest
 
 
 def _forward_failures(results, tolerances):
@@ -155,7 +143,7 @@ def _forward_failures(results, tolerances):
 
 
 def test_neon_build_matches_float64_on_aarch64(neon_results):
-    assert neon_results["fp16_vector_arithmetic"] is False, "the plain build must be ARMv8.0 NEON"
+    assert neon_results["capability"] == "DEFAULT", "an ARMv8.0 CPU must get the NEON kernels"
     assert neon_results["registered_aten_kernels"] is True, "2.6.0 has no CPU _conv_depthwise2d"
     assert len(neon_results["forward"]) == len(CASES) * 3 * 2
     assert not _forward_failures(neon_results, {"float32": FP32_TOLERANCE,
@@ -164,16 +152,15 @@ def test_neon_build_matches_float64_on_aarch64(neon_results):
 
 
 def test_neon_fp16_arithmetic_build_matches_float64_on_aarch64(neon_fp16_results):
-    assert neon_fp16_results["fp16_vector_arithmetic"] is True, "-march=armv8.2-a+fp16 had no effect"
-    assert AARCH64_FP16_FLAGS == ["-march=armv8.2-a+fp16"]
+    assert neon_fp16_results["capability"] == "FP16", "qemu's CPU has asimdhp: FP16 kernels"
     assert len(neon_fp16_results["forward"]) == len(CASES) * 2 * 2
     assert not _forward_failures(neon_fp16_results, {"float32": FP32_TOLERANCE,
                                                      "float16": FP16_TOLERANCE_FP16_ACCUM})
 
 
 def test_fp16_arithmetic_build_really_accumulates_in_fp16(neon_results, neon_fp16_results):
-    """Same inputs (same seed, same order): fp32 results agree between the two builds; fp16
-    results differ, because the fp16-arithmetic build rounds every partial sum."""
+    """Same inputs (same seed, same order): fp32 results agree between the two capabilities;
+    fp16 results differ, because the FP16 kernels round every partial sum."""
     def by_key(results, dtype):
         return {(json.dumps(c), cl): (err, checksum)
                 for c, dt, cl, _, err, checksum in results["forward"] if dt == dtype}
@@ -183,7 +170,7 @@ def test_fp16_arithmetic_build_really_accumulates_in_fp16(neon_results, neon_fp1
         assert abs(plain32[key][0] - fp16b32[key][0]) <= FP32_TOLERANCE, key
     plain16, fp16b16 = by_key(neon_results, "float16"), by_key(neon_fp16_results, "float16")
     assert any(plain16[k] != fp16b16[k] for k in plain16), \
-        "fp16 results identical: the fp16-arithmetic build still accumulates in fp32"
+        "fp16 results identical: the FP16 kernels still accumulate in fp32"
 
 
 @pytest.mark.parametrize("which", ["neon", "neon_fp16"])

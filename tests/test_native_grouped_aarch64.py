@@ -1,29 +1,30 @@
-"""Ladder step 4 for the native grouped kernel: its NEON build RUNS on aarch64.
+"""Ladder step 4 for the native grouped kernel: its NEON builds RUN on aarch64.
 
-The library's sources as the patch series installs them into the real 2.6.0 tree
-(aten/src/ATen/native/{,cpu/}GroupedConv2dNative* and the depthwise family, see
-recipe.kernel.tree_sources) are cross-compiled with the out-of-tree registrations into a
-library loaded by the official torch 2.6.0 aarch64 wheel under qemu-user, as a plain
-ARMv8-A build (the wheel's DEFAULT capability, recipe.kernel's capability plan). Grouped
-convs are compared with a float64 reference computed in the same aarch64 process: both
-engines (positions / output channels in the lanes), NCHW and channels_last, fp32, fp16,
-bf16 and fp64, grouped 1x1, strides and dilations, and training through the routing shim.
-This wheel has oneDNN with ACL, so the policy sends grouped convs to the native kernel
-rather than oneDNN's reference gemm. Timings under qemu mean nothing.
+The kernel sources the patch series installs into the real 2.6.0 tree (checked byte-identical
+to kernels/grouped/ below) are cross-compiled into the add-on (`build.py addon --torch 2.6.0
+--arch aarch64`: once per capability, the add-on's own capability tables), installed beside
+the official torch 2.6.0 aarch64 wheel and run under qemu-user by an interpreter that only
+imports torch -- once per compiled capability: FP16 (qemu's default CPU has asimdhp, as Jetson
+CPUs do) and DEFAULT (ARMv8.0 NEON, under qemu's Cortex-A57 model, where any FP16 instruction
+would be SIGILL). The kernel accumulates every dtype in fp32 (fp64 for double) on both.
+
+Grouped convs are compared with a float64 reference computed in the same aarch64 process: both
+engines (positions / output channels in the lanes), NCHW and channels_last, fp32, fp16, bf16
+and fp64, grouped 1x1, strides and dilations, and training through the routing shim. This wheel
+has oneDNN with ACL, so the policy sends grouped convs to the native kernel rather than
+oneDNN's reference gemm, with oneDNN on. Timings under qemu mean nothing.
 """
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import textwrap
 
 import pytest
 
 from recipe import REPO_ROOT
-from recipe.kernel import ROUTING_DIR, capability_plan, tree_sources
 
-CPP = os.path.join(REPO_ROOT, "tests", "cpp")
+NATIVE = os.path.join("aten", "src", "ATen", "native")
 
 # (batch, groups, Cin/G, Cout/G, H, W, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 CASES = [
@@ -40,10 +41,10 @@ TOLERANCE = {"float64": 1e-12, "float32": 1e-5, "float16": 2e-3, "bfloat16": 1.6
 SCRIPT = """
 import json, os, torch, torch.nn.functional as F
 from torch.profiler import profile, ProfilerActivity
-torch.ops.load_library(LIB)
 torch.manual_seed(0)
 shim = torch.ops.native_dwconv.set_shim_enabled
-out = {"forward": [], "backward": []}
+out = {"capability": torch.ops.torch_grouped_conv.cpu_capability(),
+       "forward": [], "backward": []}
 
 def err(y, ref):
     return ((y.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
@@ -95,35 +96,35 @@ print("RESULT " + json.dumps(out))
 """
 
 
-@pytest.fixture(scope="module")
-def neon_results(patched_source_tree, aarch64_torch, tmp_path_factory):
-    out_dir = str(tmp_path_factory.mktemp("gconv_neon"))
-    have, units, empty_slots = capability_plan("aarch64", slots=2, fp16_arith=False)
-    (capability, flags), = units
-    assert capability == "DEFAULT"
-    staged = os.path.join(out_dir, "include", "ATen", "native")
-    os.makedirs(staged)
-    headers, cap_tus, plain_tus = tree_sources(patched_source_tree)
-    assert any(h.endswith("GroupedConv2dNative.h") for h in headers)
-    for header in headers:
-        shutil.copy(header, staged)
-    lib = aarch64_torch.build_graft(
-        cap_tus + plain_tus + [os.path.join(CPP, "graft_build_info.cpp")],
-        os.path.join(out_dir, "libnative_dwconv.so"),
-        include_dirs=[os.path.join(out_dir, "include"), ROUTING_DIR],
-        defines=["DWCONV_OUT_OF_TREE"] + have + ["DWCONV_EMPTY_SLOT_" + e for e in empty_slots],
-        extra_flags=["-O3"] + flags)
-    code = (textwrap.dedent(SCRIPT).replace("LIB", repr(lib))
-            .replace("BACKWARD_CASES", repr(BACKWARD_CASES)).replace("CASES", repr(CASES)))
-    proc = aarch64_torch.python(code, binds=[out_dir], timeout=1500)
+def _run(aarch64_addon, env=None):
+    code = (textwrap.dedent(SCRIPT).replace("BACKWARD_CASES", repr(BACKWARD_CASES))
+            .replace("CASES", repr(CASES)))
+    proc = aarch64_addon.python(code, env=env, timeout=1500)
     assert proc.returncode == 0, "aarch64 python failed:\n%s\n%s" % (proc.stdout, proc.stderr)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
     assert lines, "no RESULT line:\n%s\n%s" % (proc.stdout, proc.stderr)
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def test_neon_grouped_kernel_matches_float64_on_aarch64(neon_results):
-    rows = neon_results["forward"]
+@pytest.fixture(scope="module", params=["FP16", "DEFAULT"])
+def results(request, aarch64_addon):
+    env = {"QEMU_CPU": "cortex-a57"} if request.param == "DEFAULT" else None
+    res = _run(aarch64_addon, env)
+    assert res["capability"] == request.param
+    return res
+
+
+def test_the_patched_tree_holds_the_same_kernel_sources(patched_source_tree):
+    for src, dest in (("GroupedConv2dNative.h", "GroupedConv2dNative.h"),
+                      ("GroupedConv2dNative.cpp", "GroupedConv2dNative.cpp"),
+                      ("GroupedConv2dNativeKernel.cpp", "cpu/GroupedConv2dNativeKernel.cpp")):
+        with open(os.path.join(REPO_ROOT, "kernels", "grouped", src), "rb") as a, \
+                open(os.path.join(patched_source_tree, NATIVE, dest), "rb") as b:
+            assert a.read() == b.read(), dest
+
+
+def test_neon_grouped_kernel_matches_float64_on_aarch64(results):
+    rows = results["forward"]
     assert len(rows) == len(CASES) * 2 * 4 * 2
     failures = ["%s %s %s %s: %s" % (case, engine, dtype, "CL" if cl else "NCHW",
                                      "wrong shape/dtype/format" if not ok else "error %.3g" % err)
@@ -132,11 +133,11 @@ def test_neon_grouped_kernel_matches_float64_on_aarch64(neon_results):
     assert not failures, "\n".join(failures)
 
 
-def test_training_runs_the_native_grouped_kernel_on_aarch64(neon_results):
+def test_training_runs_the_native_grouped_kernel_on_aarch64(results):
     """oneDNN+ACL wheel: the policy picks the native kernel (not oneDNN's gemm:ref), one
     call each way, gradients equal float64's."""
-    assert len(neon_results["backward"]) == len(BACKWARD_CASES)
-    for case, forward_calls, backward_calls, gi, gw, gb in neon_results["backward"]:
+    assert len(results["backward"]) == len(BACKWARD_CASES)
+    for case, forward_calls, backward_calls, gi, gw, gb in results["backward"]:
         assert (forward_calls, backward_calls) == (1, 1), case
         for name, err in (("grad_input", gi), ("grad_weight", gw), ("grad_bias", gb)):
             assert err <= 2e-5, "%s: %s relative error %.3g" % (case, name, err)

@@ -3,6 +3,7 @@ fresh virtual environment; refusals leave nothing installed and no file behind."
 import json
 import os
 import subprocess
+import time
 import sys
 from urllib.parse import quote
 
@@ -317,5 +318,253 @@ def test_simple_page_parsing():
 
 def test_download_refuses_an_entry_without_a_hash(tmp_path):
     with pytest.raises(pull.PullError, match="no valid sha256"):
-        pull.download("http://127.0.0.1:9/x.whl", str(tmp_path), "x.whl", None)
+        pull.download("http://127.0.0.1:9/x-1.0-py3-none-any.whl", str(tmp_path),
+                      "x-1.0-py3-none-any.whl", None)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------
+# an index and a server that misbehave on purpose
+
+BLOB = os.urandom(1 << 20)  # served by the misbehaving paths
+BLOB_SHA = __import__("hashlib").sha256(BLOB).hexdigest()
+WHEEL = "torch-2.6.0+x86.64.cpu-{}-{}-{}.whl".format(*sh.host_tags())
+
+
+class Hostile(object):
+    """A real HTTP server on loopback: /index.json is whatever the test sets, and
+    /trickle/*, /stall/*, /redirect?to=URL misbehave; it counts the body bytes it sent."""
+
+    def __init__(self):
+        import http.server
+        import threading
+        hostile = self
+        self.index = {}
+        self.sent = 0
+        self.stop = threading.Event()
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                from urllib.parse import parse_qs, urlsplit
+                path = urlsplit(self.path).path
+                if path == "/index.json":
+                    body = json.dumps(hostile.index).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                elif path == "/redirect":
+                    self.send_response(302)
+                    self.send_header("Location", parse_qs(urlsplit(self.path).query)["to"][0])
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                elif path.startswith(("/trickle/", "/stall/")):
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(BLOB)))
+                    self.end_headers()
+                    try:
+                        if path.startswith("/stall/"):  # half, then silence
+                            self.wfile.write(BLOB[:len(BLOB) // 2])
+                            self.wfile.flush()
+                            hostile.sent += len(BLOB) // 2
+                            hostile.stop.wait(60)
+                        else:  # a byte every 20 ms: never silent for long, never done
+                            for i in range(len(BLOB)):
+                                if hostile.stop.wait(0.02):
+                                    break
+                                self.wfile.write(BLOB[i:i + 1])
+                                self.wfile.flush()
+                                hostile.sent += 1
+                    except OSError:  # the client hung up
+                        pass
+                else:
+                    self.send_error(404)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:{}".format(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    def wheel(self, **kw):
+        e = {"filename": WHEEL, "url": self.url + "/trickle/" + WHEEL, "sha256": BLOB_SHA,
+             "size": len(BLOB), "target": sh.host_target(), "release": "2.6.0",
+             "python": "{}.{}".format(*sys.version_info[:2]), "cuda": None,
+             "version": HOST_VERSION}
+        e.update(kw)
+        self.index = {"schema": publish.INDEX_SCHEMA, "schema_version": 1, "wheels": [e]}
+        return self.url + "/index.json"
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def pull_download(index, dl, *extra):
+    """`build.py pull --download-only DL` in this process (pull.main, as build.py calls it;
+    an uncaught exception would fail the test): (exit status, stdout, stderr)."""
+    import contextlib
+    import io
+    import signal
+    out, err = io.StringIO(), io.StringIO()
+    sigterm = signal.getsignal(signal.SIGTERM)  # pull.main makes SIGTERM raise: restore it
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = pull.main(["--target", sh.host_target(), "--index", str(index),
+                            "--download-only", str(dl), "--quiet"] + [str(a) for a in extra])
+    finally:
+        signal.signal(signal.SIGTERM, sigterm)
+    return subprocess.CompletedProcess([], rc, out.getvalue(), err.getvalue())
+
+
+def one_error_line(res):
+    assert "Traceback" not in res.stderr, res.stderr
+    lines = [l for l in res.stderr.splitlines() if l.startswith("error: ")]
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("filename", ["/ABS/" + WHEEL, "../../" + WHEEL, "sub/" + WHEEL, "..",
+                                      ".hidden.whl", "torch.whl", "evil.txt"])
+def test_an_index_cannot_name_a_file_outside_the_download_folder(tmp_path, filename):
+    dl = tmp_path / "a" / "b" / "dl"
+    filename = filename.replace("/ABS", str(tmp_path))
+    with Hostile() as srv:
+        res = pull_download(srv.wheel(filename=filename), dl)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "refused: the index" in one_error_line(res) and "bare" in res.stderr
+    assert not dl.exists() and sorted(p.name for p in tmp_path.rglob("*.whl")) == []
+
+
+def test_a_simple_index_cannot_smuggle_folders_in_an_escaped_name(tmp_path):
+    page = tmp_path / "simple" / "torch"
+    page.mkdir(parents=True)
+    (page / "index.html").write_text('<a href="..%2F..%2F{}#sha256={}">w</a>'.format(
+        quote(WHEEL), BLOB_SHA))
+    with sh.LoopbackServer(tmp_path) as srv:
+        res = pull_download(srv.url + "/simple/torch/", tmp_path / "dl")
+    assert res.returncode == 1 and "refused" in one_error_line(res)
+    assert not (tmp_path / "dl").exists() and not list(tmp_path.rglob("*.whl"))
+
+
+@pytest.mark.parametrize("kind", ["file", "ftp", "data", "redirect-to-file", "redirect-to-ftp"])
+def test_a_remote_index_may_only_point_at_http(tmp_path, kind):
+    secret = tmp_path / "secret.whl"
+    secret.write_bytes(BLOB)
+    dl = tmp_path / "dl"
+    with Hostile() as srv:
+        url = {"file": secret.as_uri(), "ftp": "ftp://127.0.0.1:9/" + WHEEL,
+               "data": "data:application/octet-stream;base64,AAAA",
+               "redirect-to-file": srv.url + "/redirect?to=" + quote(secret.as_uri()),
+               "redirect-to-ftp": srv.url + "/redirect?to=" + quote("ftp://127.0.0.1:9/x")}[kind]
+        res = pull_download(srv.wheel(url=url), dl)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "refused" in one_error_line(res) and "http(s)" in res.stderr
+    assert not dl.exists() or list(dl.iterdir()) == []
+
+
+def test_the_refusal_of_a_file_url_says_nothing_about_local_files(tmp_path):
+    """A wrong sha256 used to tell whether the local file existed: now no local file is
+    opened, and the message for an existing and a missing file is the same."""
+    there = tmp_path / "there.whl"
+    there.write_bytes(BLOB)
+    with Hostile() as srv:
+        msgs = [one_error_line(pull_download(srv.wheel(url=p.as_uri(), sha256="ab" * 32),
+                                             tmp_path / "dl")).replace(p.name, "NAME")
+                for p in (there, tmp_path / "missing.whl")]
+    assert msgs[0] == msgs[1] and "sha256" not in msgs[0]
+
+
+def test_a_local_index_may_point_at_local_files_but_not_ftp(site, tmp_path):
+    idx = edited_index(site, tmp_path, lambda d: [w.update(url="ftp://127.0.0.1:9/" + w["url"])
+                                                  for w in d["wheels"]])
+    res = pull_download(idx, tmp_path / "dl")
+    assert res.returncode == 1 and "a local index may only point at http(s) URLs or local files" \
+        in one_error_line(res)
+
+
+@pytest.mark.parametrize("size", ["1048576", 1.5, -1, True, [1]])
+def test_a_size_that_is_not_a_whole_number_is_one_clear_line(tmp_path, size):
+    with Hostile() as srv:
+        res = pull_download(srv.wheel(size=size), tmp_path / "dl")
+    assert res.returncode == 1, res.stdout + res.stderr
+    line = one_error_line(res)
+    assert "size %r is not a whole number of bytes" % (size,) in line and "re-publish" in line
+
+
+def test_a_server_that_trickles_is_cut_off_by_the_deadline(tmp_path):
+    dl = tmp_path / "dl"
+    with Hostile() as srv:
+        res = pull_download(srv.wheel(), dl, "--deadline", "2", "--timeout", "5")
+        sent = srv.sent
+    assert res.returncode == 1, res.stdout + res.stderr
+    line = one_error_line(res)
+    assert "did not finish within --deadline 2 s" in line and "raise --deadline" in line
+    got = int(line.split(": ")[2].split(" of ")[0].replace(",", ""))  # "N of M bytes arrived"
+    assert 0 < got <= sent and "of {:,} bytes".format(len(BLOB)) in line
+    assert list(dl.iterdir()) == []
+
+
+def test_a_stall_mid_body_reports_the_bytes_that_arrived(tmp_path):
+    dl = tmp_path / "dl"
+    with Hostile() as srv:
+        res = pull_download(srv.wheel(url=srv.url + "/stall/" + WHEEL), dl, "--timeout", "1")
+    assert res.returncode == 1, res.stdout + res.stderr
+    line = one_error_line(res)
+    assert "stalled: no data for 1 s (--timeout) after {:,} of {:,} bytes".format(
+        len(BLOB) // 2, len(BLOB)) in line
+    assert list(dl.iterdir()) == []
+
+
+def _pull_until_bytes_arrive(srv, dl, tmp):
+    env = sh.clean_pip_env({"RECIPE_CACHE": "/nonexistent", "TMPDIR": str(tmp)})
+    args = [sys.executable, BUILD_PY, "pull", "--target", sh.host_target(), "--index",
+            srv.wheel(), "--quiet"] + (["--download-only", str(dl)] if dl else [])
+    p = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         universal_newlines=True)
+    for _ in range(600):
+        if srv.sent > 0:
+            break
+        time.sleep(0.05)
+    assert srv.sent > 0, "the download did not start"
+    return p
+
+
+@pytest.mark.parametrize("sig,code,name", [(15, 143, "SIGTERM"), (2, 130, "Ctrl-C")],
+                         ids=["SIGTERM", "SIGINT"])
+@pytest.mark.parametrize("mode", ["download-only", "install"])
+def test_a_signal_mid_download_leaves_no_file(tmp_path, sig, code, name, mode):
+    dl = tmp_path / "dl" if mode == "download-only" else None
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    with Hostile() as srv:
+        p = _pull_until_bytes_arrive(srv, dl, tmp)
+        p.send_signal(sig)
+        out, err = p.communicate(timeout=60)
+    assert p.returncode == code, err
+    assert "Traceback" not in err
+    assert "error: interrupted ({}); nothing was installed and no file is left".format(name) in err
+    if dl:
+        assert list(dl.iterdir()) == []  # no hidden .part either
+    assert list(tmp.iterdir()) == []
+
+
+def test_a_download_killed_by_sigkill_is_cleaned_up_by_the_next_pull(site, tmp_path):
+    dl = tmp_path / "dl"
+    with Hostile() as srv:
+        p = _pull_until_bytes_arrive(srv, dl, tmp_path)
+        p.kill()
+        p.wait(timeout=60)
+    left = [f.name for f in dl.iterdir()]
+    assert len(left) == 1 and left[0].startswith("." + WHEEL + ".") and left[0].endswith(".part")
+    with sh.LoopbackServer(site["root"]) as srv:
+        res = pull_download(srv.url + "/index.json", dl)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert [f.name for f in dl.iterdir()] == [site["host"]]

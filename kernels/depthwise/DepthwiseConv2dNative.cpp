@@ -102,7 +102,7 @@ void check_bias(const Tensor& bias, const Tensor& self, const Tensor& weight) {
 
 const Tensor& conv_depthwise2d_cpu_out(
     const Tensor& self, const Tensor& weight, IntArrayRef kernel_size,
-    const std::optional<Tensor>& bias_opt, IntArrayRef stride, IntArrayRef padding,
+    const c10::optional<Tensor>& bias_opt, IntArrayRef stride, IntArrayRef padding,
     IntArrayRef dilation, const Tensor& out) {
   const auto out_size = check_depthwise_args("_conv_depthwise2d", self, weight, kernel_size,
                                              stride, padding, dilation);
@@ -124,7 +124,7 @@ const Tensor& conv_depthwise2d_cpu_out(
 
 Tensor conv_depthwise2d_cpu(
     const Tensor& self, const Tensor& weight, IntArrayRef kernel_size,
-    const std::optional<Tensor>& bias_opt, IntArrayRef stride, IntArrayRef padding,
+    const c10::optional<Tensor>& bias_opt, IntArrayRef stride, IntArrayRef padding,
     IntArrayRef dilation) {
   const auto out_size = check_depthwise_args("_conv_depthwise2d", self, weight, kernel_size,
                                              stride, padding, dilation);

@@ -30,7 +30,7 @@
 #include <c10/util/ArrayRef.h>
 
 #include <array>
-#include <optional>
+#include <c10/util/Optional.h>
 #include <tuple>
 
 namespace at::native {
@@ -56,12 +56,12 @@ DECLARE_DISPATCH(native_depthwise_conv2d_backward_fn, native_depthwise_conv2d_ba
 
 TORCH_API at::Tensor conv_depthwise2d_cpu(
     const at::Tensor& self, const at::Tensor& weight, at::IntArrayRef kernel_size,
-    const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+    const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation);
 
 TORCH_API const at::Tensor& conv_depthwise2d_cpu_out(
     const at::Tensor& self, const at::Tensor& weight, at::IntArrayRef kernel_size,
-    const std::optional<at::Tensor>& bias, at::IntArrayRef stride,
+    const c10::optional<at::Tensor>& bias, at::IntArrayRef stride,
     at::IntArrayRef padding, at::IntArrayRef dilation, const at::Tensor& out);
 
 TORCH_API std::tuple<at::Tensor, at::Tensor> conv_depthwise2d_backward_cpu(

@@ -1,5 +1,5 @@
-// Out-of-tree registrations of the native CPU depthwise kernel (built by
-// `python build.py kernel` against an installed torch, with -DDWCONV_OUT_OF_TREE).
+// Out-of-tree registrations of the native CPU depthwise kernel (the add-on
+// torch-grouped-conv and `python build.py kernel`, built with -DDWCONV_OUT_OF_TREE).
 //
 // After torch.ops.load_library(path):
 //   * aten::_conv_depthwise2d and aten::_conv_depthwise2d.out run on CPU tensors
@@ -17,8 +17,7 @@
 //     lands in the shim again. The shim sends a grouped (groups > 1) 1-D/2-D CPU
 //     conv to the native kernel -- depthwise ones to this family, the others to
 //     the grouped family's native_gconv operators (kernels/grouped/) -- when the
-//     routing policy (kernels/routing/
-//     ConvRouting.h, the same header the in-tree patch uses; override env
+//     routing policy (kernels/routing/ConvRouting.h, the same header the in-tree patch uses; override env
 //     PYTORCH_GROUPED_CONV_BACKEND=auto|mkldnn|xnnpack|winograd|native|loop)
 //     picks it, and everything else to at::native::convolution /
 //     at::native::convolution_backward, i.e. stock behaviour.
@@ -27,8 +26,10 @@
 //     state); torch.ops.native_dwconv.routing_choice(...) tells what the policy
 //     picks for a case.
 // If the running torch already has a CPU kernel for aten::_conv_depthwise2d
-// (a torch built with this recipe's patch series), that kernel is kept and only
-// the native_dwconv operators are added.
+// (a torch built with this recipe's patch series, whose routing already uses it),
+// nothing of aten is registered: only the native_dwconv operators are added.
+// Built by recipe/addon.py (the add-on wheel and `build.py kernel`): its
+// DispatchStubs are the add-on's own tables (addon/csrc/CapabilityDispatch.h).
 
 #include <ATen/native/DepthwiseConv2dNative.h>
 #include <ATen/native/GroupedConv2dNative.h>
@@ -41,6 +42,8 @@
 #include <ATen/ops/_conv_depthwise2d.h>
 #include <ATen/ops/_conv_depthwise2d_ops.h>
 #include <ATen/ops/convolution_backward_native.h>
+#include <ATen/ops/convolution_backward_ops.h>
+#include <ATen/ops/convolution_ops.h>
 #include <ATen/ops/convolution_native.h>
 #include <ATen/ops/empty.h>
 #include <ATen/ops/sum.h>
@@ -65,28 +68,32 @@ namespace routing = at::native::conv_routing;
 // ---------------------------------------------------------------------------
 // aten::_conv_depthwise2d(.out) CPU kernels (schema: SymInt[2] arguments).
 // ---------------------------------------------------------------------------
-Tensor dw_forward(const Tensor& self, const Tensor& weight, c10::SymIntArrayRef kernel_size,
-                  const std::optional<Tensor>& bias, c10::SymIntArrayRef stride,
-                  c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation) {
-  return at::native::conv_depthwise2d_cpu(
-      self, weight, C10_AS_INTARRAYREF_SLOW(kernel_size), bias, C10_AS_INTARRAYREF_SLOW(stride),
-      C10_AS_INTARRAYREF_SLOW(padding), C10_AS_INTARRAYREF_SLOW(dilation));
-}
+inline IntArrayRef as_ints(IntArrayRef a) { return a; }
+inline IntArrayRef as_ints(c10::SymIntArrayRef a) { return C10_AS_INTARRAYREF_SLOW(a); }
 
-// The .out schema's C++ signature differs between releases (2.6: const Tensor&
-// out and return, use_const_ref_for_mutable_tensors; 2.13: Tensor&), so the
-// kernel is generated from the installed torch's own schema type.
+// The schemas' C++ signatures differ between releases (2.1: int[2] kernel_size/stride/
+// dilation and SymInt[2] padding; 2.6: SymInt[2] everywhere; .out: const Tensor& out in 2.6,
+// Tensor& in 2.13), so the kernels are generated from the installed torch's own schema types.
+template <class Sig>
+struct DwForwardKernel;
+template <class R, class B, class K, class S, class P, class D>
+struct DwForwardKernel<R(const Tensor&, const Tensor&, K, B, S, P, D)> {
+  static R call(const Tensor& self, const Tensor& weight, K kernel_size, B bias, S stride,
+                P padding, D dilation) {
+    return at::native::conv_depthwise2d_cpu(self, weight, as_ints(kernel_size), bias,
+                                            as_ints(stride), as_ints(padding), as_ints(dilation));
+  }
+};
+using DwForward = DwForwardKernel<at::_ops::_conv_depthwise2d::schema>;
+
 template <class Sig>
 struct DwOutKernel;
-template <class R, class OutT>
-struct DwOutKernel<R(const Tensor&, const Tensor&, c10::SymIntArrayRef, const std::optional<Tensor>&,
-                     c10::SymIntArrayRef, c10::SymIntArrayRef, c10::SymIntArrayRef, OutT)> {
-  static R call(const Tensor& self, const Tensor& weight, c10::SymIntArrayRef kernel_size,
-                const std::optional<Tensor>& bias, c10::SymIntArrayRef stride,
-                c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, OutT out) {
-    at::native::conv_depthwise2d_cpu_out(
-        self, weight, C10_AS_INTARRAYREF_SLOW(kernel_size), bias, C10_AS_INTARRAYREF_SLOW(stride),
-        C10_AS_INTARRAYREF_SLOW(padding), C10_AS_INTARRAYREF_SLOW(dilation), out);
+template <class R, class B, class K, class S, class P, class D, class OutT>
+struct DwOutKernel<R(const Tensor&, const Tensor&, K, B, S, P, D, OutT)> {
+  static R call(const Tensor& self, const Tensor& weight, K kernel_size, B bias, S stride,
+                P padding, D dilation, OutT out) {
+    at::native::conv_depthwise2d_cpu_out(self, weight, as_ints(kernel_size), bias, as_ints(stride),
+                                         as_ints(padding), as_ints(dilation), out);
     return out;
   }
 };
@@ -222,17 +229,17 @@ routing::Kernel choose(const DwCase& c, bool need_backward) {
   return routing::choose(rc, forced);
 }
 
-bool need_backward_of(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias) {
+bool need_backward_of(const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias) {
   return c10::GradMode::is_enabled() &&
          (input.requires_grad() || weight.requires_grad() ||
           (bias.has_value() && bias->defined() && bias->requires_grad()));
 }
 
 // ---- Grouped (1 < groups < channels): the native_gconv operators (kernels/grouped/). ----
-Tensor grouped_forward(const DwCase& c, const std::optional<Tensor>& bias) {
+Tensor grouped_forward(const DwCase& c, const c10::optional<Tensor>& bias) {
   static auto op = c10::Dispatcher::singleton()
                        .findSchemaOrThrow("native_gconv::grouped_conv2d", "")
-                       .typed<Tensor(const Tensor&, const Tensor&, const std::optional<Tensor>&,
+                       .typed<Tensor(const Tensor&, const Tensor&, const c10::optional<Tensor>&,
                                      IntArrayRef, IntArrayRef, IntArrayRef, int64_t)>();
   Tensor out = op.call(c.input, c.weight, bias, c.stride, c.padding, c.dilation, c.groups);
   // Like stock conv1d: a contiguous output.
@@ -255,8 +262,8 @@ std::tuple<Tensor, Tensor, Tensor> grouped_backward(const DwCase& c, const Tenso
   return std::make_tuple(gi, gw, gb);
 }
 
-Tensor shim_convolution(const Tensor& input, const Tensor& weight,
-                        const std::optional<Tensor>& bias, c10::SymIntArrayRef stride,
+Tensor shim_convolution_impl(const Tensor& input, const Tensor& weight,
+                        const c10::optional<Tensor>& bias, c10::SymIntArrayRef stride,
                         c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation,
                         bool transposed, c10::SymIntArrayRef output_padding,
                         c10::SymInt groups) {
@@ -302,7 +309,7 @@ std::tuple<Tensor, Tensor, Tensor> call_native_backward(
   return op.call(grad_output, input, weight, kernel_size, stride, padding, dilation, mask);
 }
 
-std::tuple<Tensor, Tensor, Tensor> shim_convolution_backward(
+std::tuple<Tensor, Tensor, Tensor> shim_convolution_backward_impl(
     const Tensor& grad_output, const Tensor& input, const Tensor& weight,
     at::OptionalSymIntArrayRef bias_sizes, c10::SymIntArrayRef stride,
     c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed,
@@ -326,7 +333,7 @@ std::tuple<Tensor, Tensor, Tensor> shim_convolution_backward(
       return std::make_tuple(gi, gw, gb);
     }
   }
-  std::optional<IntArrayRef> bs;
+  c10::optional<IntArrayRef> bs;
   if (bias_sizes.has_value()) bs = C10_AS_INTARRAYREF_SLOW(*bias_sizes);
   return at::native::convolution_backward(
       grad_output, input, weight, bs ? at::OptionalIntArrayRef(*bs) : at::OptionalIntArrayRef(),
@@ -334,6 +341,42 @@ std::tuple<Tensor, Tensor, Tensor> shim_convolution_backward(
       C10_AS_INTARRAYREF_SLOW(dilation), transposed, C10_AS_INTARRAYREF_SLOW(output_padding),
       groups.guard_int(__FILE__, __LINE__), output_mask);
 }
+
+// aten::convolution(_backward)'s int lists are int[] in older releases (2.1: stride,
+// dilation, groups) and SymInt[] in newer ones: the shims are generated from the
+// installed torch's schema types and forward to the SymInt implementations above.
+inline std::vector<c10::SymInt> syms(IntArrayRef a) { return std::vector<c10::SymInt>(a.begin(), a.end()); }
+inline c10::SymIntArrayRef syms(c10::SymIntArrayRef a) { return a; }
+inline c10::SymInt sym(int64_t v) { return c10::SymInt(v); }
+inline c10::SymInt sym(c10::SymInt v) { return v; }
+
+template <class Sig>
+struct ShimConvolution;
+template <class R, class B, class S, class P, class D, class OP, class G>
+struct ShimConvolution<R(const Tensor&, const Tensor&, B, S, P, D, bool, OP, G)> {
+  static R call(const Tensor& input, const Tensor& weight, B bias, S stride, P padding,
+                D dilation, bool transposed, OP output_padding, G groups) {
+    auto s = syms(stride); auto p = syms(padding); auto d = syms(dilation);
+    auto op = syms(output_padding);
+    return shim_convolution_impl(input, weight, bias, s, p, d, transposed, op, sym(groups));
+  }
+};
+template <class Sig>
+struct ShimConvolutionBackward;
+template <class R, class BS, class S, class P, class D, class OP, class G, class M>
+struct ShimConvolutionBackward<R(const Tensor&, const Tensor&, const Tensor&, BS, S, P, D, bool,
+                                 OP, G, M)> {
+  static R call(const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+                BS bias_sizes, S stride, P padding, D dilation, bool transposed,
+                OP output_padding, G groups, M output_mask) {
+    auto s = syms(stride); auto p = syms(padding); auto d = syms(dilation);
+    auto op = syms(output_padding);
+    return shim_convolution_backward_impl(grad_output, input, weight, bias_sizes, s, p, d,
+                                          transposed, op, sym(groups), output_mask);
+  }
+};
+using ShimConv = ShimConvolution<at::_ops::convolution::schema>;
+using ShimConvBackward = ShimConvolutionBackward<at::_ops::convolution_backward::schema>;
 
 // ---------------------------------------------------------------------------
 // Control / introspection operators
@@ -362,15 +405,14 @@ struct AtenRegistrations {
   AtenRegistrations() {
     const bool in_tree = aten_has_cpu_depthwise_kernel();
     lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten",
-                                           std::make_optional(c10::DispatchKey::CPU), __FILE__,
+                                           c10::make_optional(c10::DispatchKey::CPU), __FILE__,
                                            __LINE__);
-    if (!in_tree) {
-      lib->impl("_conv_depthwise2d", TORCH_FN(dw_forward));
-      lib->impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
-      registered = true;
-    }
-    lib->impl("convolution", TORCH_FN(shim_convolution));
-    lib->impl("convolution_backward", TORCH_FN(shim_convolution_backward));
+    if (in_tree) return;  // its own routing already sends depthwise convs to the kernel
+    lib->impl("_conv_depthwise2d", TORCH_FN(DwForward::call));
+    lib->impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
+    lib->impl("convolution", TORCH_FN(ShimConv::call));
+    lib->impl("convolution_backward", TORCH_FN(ShimConvBackward::call));
+    registered = true;
   }
 };
 AtenRegistrations& aten_registrations() {
@@ -395,20 +437,6 @@ TORCH_LIBRARY(native_dwconv, m) {
 TORCH_LIBRARY_IMPL(native_dwconv, CPU, m) {
   m.impl("conv_depthwise2d_backward", TORCH_FN(dw_backward));
 }
-
-// Capability slots of the installed torch's DispatchStub that this build does not
-// compile (recipe/kernel.py passes DWCONV_EMPTY_SLOT_X): defined empty, so
-// DispatchStub falls back to the DEFAULT kernel there.
-namespace at::native {
-#ifdef DWCONV_EMPTY_SLOT_SVE128
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE128, nullptr)
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE128, nullptr)
-#endif
-#ifdef DWCONV_EMPTY_SLOT_SVE256
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE256, nullptr)
-REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE256, nullptr)
-#endif
-}  // namespace at::native
 
 namespace {
 // Runs at load time, after the static registrations above.

@@ -84,7 +84,7 @@ std::vector<int64_t> check_grouped_args(
 }  // namespace
 
 Tensor grouped_conv2d_cpu(
-    const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias_opt,
+    const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias_opt,
     IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
   const auto out_size = check_grouped_args("grouped_conv2d", input, weight, stride, padding,
                                            dilation, groups);

@@ -27,7 +27,7 @@
 #include <c10/util/ArrayRef.h>
 
 #include <array>
-#include <optional>
+#include <c10/util/Optional.h>
 #include <tuple>
 
 namespace at::native {
@@ -51,7 +51,7 @@ DECLARE_DISPATCH(native_grouped_conv2d_forward_fn, native_grouped_conv2d_forward
 DECLARE_DISPATCH(native_grouped_conv2d_backward_fn, native_grouped_conv2d_backward_stub)
 
 TORCH_API at::Tensor grouped_conv2d_cpu(
-    const at::Tensor& input, const at::Tensor& weight, const std::optional<at::Tensor>& bias,
+    const at::Tensor& input, const at::Tensor& weight, const c10::optional<at::Tensor>& bias,
     at::IntArrayRef stride, at::IntArrayRef padding, at::IntArrayRef dilation, int64_t groups);
 
 TORCH_API std::tuple<at::Tensor, at::Tensor> grouped_conv2d_backward_cpu(

@@ -1,6 +1,6 @@
 // Out-of-tree operators of the native CPU grouped convolution kernel (built by
-// `python build.py kernel` against an installed torch, with -DDWCONV_OUT_OF_TREE,
-// into the same library as the native depthwise kernel).
+// recipe/addon.py -- the add-on wheel and `python build.py kernel` -- with
+// -DDWCONV_OUT_OF_TREE, into the same library as the native depthwise kernel).
 //
 // After torch.ops.load_library(path):
 //   * native_gconv::grouped_conv2d(input, weight, bias, stride, padding, dilation,
@@ -21,7 +21,7 @@
 #include <torch/library.h>
 
 #include <array>
-#include <optional>
+#include <c10/util/Optional.h>
 #include <tuple>
 
 namespace {
@@ -29,7 +29,7 @@ namespace {
 using at::IntArrayRef;
 using at::Tensor;
 
-Tensor grouped_forward(const Tensor& input, const Tensor& weight, const std::optional<Tensor>& bias,
+Tensor grouped_forward(const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
                        IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
                        int64_t groups) {
   return at::native::grouped_conv2d_cpu(input, weight, bias, stride, padding, dilation, groups);
@@ -60,17 +60,3 @@ TORCH_LIBRARY_IMPL(native_gconv, CPU, m) {
   m.impl("grouped_conv2d", TORCH_FN(grouped_forward));
   m.impl("grouped_conv2d_backward", TORCH_FN(grouped_backward));
 }
-
-// Capability slots of the installed torch's DispatchStub that this build does not
-// compile (recipe/kernel.py passes DWCONV_EMPTY_SLOT_X): defined empty, so
-// DispatchStub falls back to the DEFAULT kernel there.
-namespace at::native {
-#ifdef DWCONV_EMPTY_SLOT_SVE128
-REGISTER_ARCH_DISPATCH(native_grouped_conv2d_forward_stub, SVE128, nullptr)
-REGISTER_ARCH_DISPATCH(native_grouped_conv2d_backward_stub, SVE128, nullptr)
-#endif
-#ifdef DWCONV_EMPTY_SLOT_SVE256
-REGISTER_ARCH_DISPATCH(native_grouped_conv2d_forward_stub, SVE256, nullptr)
-REGISTER_ARCH_DISPATCH(native_grouped_conv2d_backward_stub, SVE256, nullptr)
-#endif
-}  // namespace at::native

@@ -4,7 +4,9 @@
     DEPENDS              steps whose results/keys it uses (their keys are part of its inputs)
     ALWAYS_RUN           (optional) True for steps that are never stamped (doctor)
     describe(plan)       -> {"skip": reason or None, "commands": [...], "inputs": {...},
-                             "outputs": [paths]}: what the plan shows and what the stamp hashes
+                             "outputs": [paths], "warnings": [...], "errors": [...]}: what
+                         the plan shows and what the stamp hashes; "errors" (what would make
+                         the step fail) make the plan fail at once
     run(ctx)             -> results (a JSON-able dict kept in the stamp); raises StepError
 
 `describe` never touches the disk beyond reading; `run` does the work.

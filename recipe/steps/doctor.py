@@ -23,7 +23,7 @@ import platform
 import re
 import shutil
 
-from recipe import proc
+from recipe import detect, proc
 from recipe.config import version_tuple
 from recipe.steps import StepError
 
@@ -56,26 +56,17 @@ def probe_host(root="/"):
         m = re.match(r"(\w+):\s+(\d+)\s*kB", line)
         if m:
             meminfo[m.group(1)] = int(m.group(2)) * 1024
-    tegra = read("etc/nv_tegra_release")
-    return {
+    host = {
         "arch": platform.machine() if root == "/" else (read("arch") or platform.machine()),
         "os": os_release.get("ID", "unknown"),
         "os_version": os_release.get("VERSION_ID", ""),
         "os_name": os_release.get("PRETTY_NAME", platform.platform()),
-        "l4t": parse_l4t(tegra),
-        "device_model": read("proc/device-tree/model"),
         "cpus": os.cpu_count() or 1,
         "mem_bytes": meminfo.get("MemTotal", 0),
         "swap_bytes": meminfo.get("SwapTotal", 0),
     }
-
-
-def parse_l4t(text):
-    """'# R36 (release), REVISION: 4.0, GCID: ...' -> 'r36.4.0'; None when absent."""
-    if not text:
-        return None
-    m = re.search(r"R(\d+)\s*\(release\),\s*REVISION:\s*([\d.]+)", text)
-    return "r%s.%s" % (m.group(1), m.group(2)) if m else None
+    host.update(detect.read_board(root))  # device_model, device_compatible, l4t, l4t_source
+    return host
 
 
 def is_jetson(host):
@@ -151,7 +142,8 @@ def check(plan, deep=False):
                 "L4T / JetPack", "ok" if same else "fail",
                 "%s (target: %s = JetPack %s)" % (host["l4t"], jp["l4t"], jp["version"]),
                 "" if same else "this Jetson runs %s; the target expects %s (JetPack %s): flash "
-                "that JetPack or pick the matching target (python build.py list)"
+                "that JetPack or pick the matching target (--target jetson-agx detects it; python "
+                "build.py list shows them)"
                 % (host["l4t"], jp["l4t"], jp["version"])))
         else:
             out.append(_finding(

@@ -17,7 +17,6 @@ Either way oneDNN's version is read from its CMakeLists.txt when the submodule i
 """
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -117,13 +116,9 @@ def onednn_version(tree, rel_path):
 
 
 def patched_files(work_dir):
-    """Files our patch step wrote (path -> sha256), so they do not count as 'dirty'."""
-    try:
-        with open(os.path.join(work_dir, "patch-state.json"), encoding="utf-8") as f:
-            state = json.load(f)
-    except (OSError, ValueError):
-        return {}
-    return {rel: rec.get("written") for rel, rec in (state.get("files") or {}).items()}
+    """Files our patch step wrote or is writing (path -> set of sha256), not 'dirty'."""
+    from recipe.steps.patch import recorded_contents
+    return recorded_contents(work_dir)
 
 
 def dirty_files(tree, ours):
@@ -135,7 +130,7 @@ def dirty_files(tree, ours):
         if " -> " in path:
             path = path.split(" -> ", 1)[1]
         full = os.path.join(tree, path)
-        if path in ours and (sha256_file(full) if os.path.isfile(full) else None) == ours[path]:
+        if path in ours and (sha256_file(full) if os.path.isfile(full) else None) in ours[path]:
             continue  # written (or removed) by our patch step
         dirty.append(line.strip())
     return dirty
