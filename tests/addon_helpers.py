@@ -82,7 +82,7 @@ print("RESULT " + json.dumps(out))
 '''
 
 # A grouped NON-depthwise conv (ResNeXt-50 32x4d stage 1: Conv2d(128, 128, 3, groups=32) on
-# [1, 128, 56, 56]) the same way: per (oneDNN, dtype, layout) the backend ops it ran and its
+# [1, 128, 28, 28]) the same way: per (oneDNN, dtype, layout) the backend ops it ran and its
 # error against stock PyTorch in float64 (routing shim off: stock's group loop), and one
 # training step. RESULT line of JSON.
 GROUPED_PROBE = r"""
@@ -91,7 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 shim = torch.ops.native_dwconv.set_shim_enabled
-N, C, H, G = 1, 128, 56, 32
+N, C, H, G = 1, 128, 28, 32
 
 def counts(fn):
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -90,15 +90,15 @@ def op_counts(fn):
 
 # ----------------------------------------------------------------------------- shape space
 
-def forward_cases():
+def forward_cases(count=36, seed=20261125):
     """The spec's ranges, sampled with a fixed seed: groups 2..64, Cin/G and Cout/G 1..64
     (unequal too), kernel 1..7 (non-square too), stride 1..3, padding 0..k, dilation 1..3,
     batch 1..8, 1x1 and odd maps. Channels x map size are kept small (test time)."""
-    rng = random.Random(20261125)
+    rng = random.Random(seed)
     groups = [2, 3, 4, 5, 6, 8, 12, 16, 24, 32, 48, 64]
     per_group = [1, 2, 3, 4, 5, 7, 8, 12, 16, 17, 24, 32, 48, 64]
     cases = []
-    for i in range(36):
+    for i in range(count):
         g = groups[i % len(groups)]
         cg = per_group[i % len(per_group)]
         og = per_group[(5 * i + 3) % len(per_group)]
@@ -112,6 +112,8 @@ def forward_cases():
         w = max(1, dw * (kw - 1) + 1 - 2 * pw) + rng.randint(0, 17)
         cases.append(dict(n=1 + i % 8, g=g, cg=cg, og=og, h=h, w=w, k=(kh, kw),
                           s=(1 + i % 3, 1 + (i // 2) % 3), p=(ph, pw), d=(dh, dw)))
+    if count != 36:
+        return cases
     cases += [
         dict(n=2, g=4, cg=3, og=5, h=1, w=1, k=(1, 1), s=(1, 1), p=(0, 0), d=(1, 1)),    # 1x1 map
         dict(n=3, g=2, cg=4, og=2, h=1, w=1, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1)),    # 1x1, padded
@@ -172,21 +174,27 @@ def test_the_shape_space_covers_every_range_of_the_spec():
 
 # The kernel has two engines (positions or output channels in the vector lanes), chosen
 # per conv; the test hook PYTORCH_NATIVE_GCONV_ENGINE forces one, so both see every case.
+# Default tier: the automatic choice in every dtype, each forced engine in fp32 (the engines'
+# code is the same template for every dtype); slow tier: each forced engine in every dtype.
 ENGINES = ["auto", "planar", "channel"]
+DTYPE_IDS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
+             torch.bfloat16: "bfloat16"}
 
 
-@pytest.fixture(params=ENGINES)
-def engine(request, monkeypatch):
-    if request.param != "auto":
-        monkeypatch.setenv("PYTORCH_NATIVE_GCONV_ENGINE", request.param)
-    return request.param
+def engine_params(dtypes):
+    return [pytest.param(e, d, id="%s-%s" % (e, DTYPE_IDS[d]),
+                         marks=() if e == "auto" or d == torch.float32 else pytest.mark.slow)
+            for e in ENGINES for d in dtypes]
 
 
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
-@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: str(d).replace("torch.", ""))
-def test_forward_matches_float64_reference(dtype, layout, engine):
+def force_engine(monkeypatch, engine):
+    if engine != "auto":
+        monkeypatch.setenv("PYTORCH_NATIVE_GCONV_ENGINE", engine)
+
+
+def forward_failures(cases, dtype, layout):
     failures = []
-    for i, c in enumerate(FORWARD_CASES):
+    for i, c in enumerate(cases):
         x, w, b = make_inputs(c, dtype, layout, bias=i % 2 == 0, seed=i)
         y = gconv(x, w, b, *args(c))
         ref = reference(x, w, b, *args(c))
@@ -197,6 +205,23 @@ def test_forward_matches_float64_reference(dtype, layout, engine):
         err = rel_err(y, ref)
         if not err <= TOLERANCE[dtype]:
             failures.append("%s: relative error %.3g > %.1g" % (case_id(c), err, TOLERANCE[dtype]))
+    return failures
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "strided"])
+@pytest.mark.parametrize("engine,dtype", engine_params(DTYPES))
+def test_forward_matches_float64_reference(engine, dtype, layout, monkeypatch):
+    force_engine(monkeypatch, engine)
+    failures = forward_failures(FORWARD_CASES, dtype, layout)
+    assert not failures, "\n".join(failures)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: DTYPE_IDS[d])
+def test_wide_sweep_matches_float64_reference(dtype, layout):
+    """Slow tier: 300 more sampled shapes (another seed) in every dtype and layout."""
+    failures = forward_failures(forward_cases(300, seed=20261202), dtype, layout)
     assert not failures, "\n".join(failures)
 
 
@@ -263,9 +288,22 @@ def loop_gradients(x, w, b, c, go):
     return y, x.grad, w.grad, b.grad
 
 
+def backward_params():
+    """Every case with the automatic engine; each forced engine on BACKWARD_CASES in the
+    default tier, on the sampled forward cases in the slow tier."""
+    params = []
+    for engine in ENGINES:
+        for case in FORWARD_CASES[::3] + BACKWARD_CASES:
+            slow = engine != "auto" and case not in BACKWARD_CASES
+            params.append(pytest.param(case, engine, id="%s-%s" % (engine, case_id(case)),
+                                       marks=pytest.mark.slow if slow else ()))
+    return params
+
+
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
-@pytest.mark.parametrize("case", FORWARD_CASES[::3] + BACKWARD_CASES, ids=case_id)
-def test_backward_matches_the_stock_group_loop(case, layout, engine):
+@pytest.mark.parametrize("case,engine", backward_params())
+def test_backward_matches_the_stock_group_loop(case, layout, engine, monkeypatch):
+    force_engine(monkeypatch, engine)
     x, w, b = make_inputs(case, torch.float32, layout, bias=True)
     go = torch.randn(reference(x, w, b, *args(case)).shape,
                      generator=torch.Generator().manual_seed(1))
