@@ -127,13 +127,16 @@ std::tuple<Tensor, Tensor> grouped_conv2d_backward_cpu(
 
 bool native_grouped_conv2d_supports(
     const Tensor& input, const Tensor& weight, int64_t groups, bool transposed) {
+  // Symbolic sizes (FakeTensor under torch.compile with dynamic shapes) are fine: only
+  // sym_size() is read, and the batch not at all (any batch, 0 included, is one call).
   return !transposed && input.device().is_cpu() && weight.device().is_cpu() &&
          input.layout() == kStrided && weight.layout() == kStrided &&
          !input.is_quantized() && !weight.is_quantized() &&
          input.dim() == 4 && weight.dim() == 4 && is_native_dtype(input.scalar_type()) &&
          weight.scalar_type() == input.scalar_type() && groups >= 1 &&
-         weight.size(0) > 0 && weight.size(0) % groups == 0 &&
-         weight.size(1) * groups == input.size(1) && input.numel() > 0;
+         weight.sym_size(0) > 0 && weight.sym_size(0) % groups == 0 &&
+         weight.sym_size(1) > 0 && weight.sym_size(1) * groups == input.sym_size(1) &&
+         input.sym_size(2) > 0 && input.sym_size(3) > 0;
 }
 
 }  // namespace at::native

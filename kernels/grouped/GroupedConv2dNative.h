@@ -62,7 +62,7 @@ TORCH_API std::tuple<at::Tensor, at::Tensor> grouped_conv2d_backward_cpu(
 // True when the native kernel can run this conv as one call: a non-transposed
 // 4-D strided CPU conv with groups >= 1 dividing both channel counts, weight
 // [Cout, Cin/groups, kh, kw], input and weight of the same dtype among
-// fp32/fp64/fp16/bf16, a non-empty input.
+// fp32/fp64/fp16/bf16, channels and spatial sizes non-zero (any batch).
 // (Shape errors such as a bad padding are left to the caller's usual checks.)
 TORCH_API bool native_grouped_conv2d_supports(
     const at::Tensor& input, const at::Tensor& weight, int64_t groups, bool transposed);

@@ -178,7 +178,18 @@ inline void convert_in(const scalar_t* src, int64_t ss, acc_t* dst, int64_t n) {
       return;
     }
   }
-  for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<acc_t>(src[i * ss]);
+  int64_t i = 0;
+  if (ss == 2) {
+    // Stride-2 convs' column phases: two vectors of the row, their even lanes (reads stay
+    // below src[2 * (n - 1)], the last element needed).
+    using io = IO<scalar_t, acc_t>;
+    constexpr int64_t L = Vec<acc_t>::size();
+    for (; i + L < n; i += L) {
+      auto even_odd = at::vec::deinterleave2(io::load(src + 2 * i), io::load(src + 2 * i + L));
+      std::get<0>(even_odd).store(dst + i);
+    }
+  }
+  for (; i < n; ++i) dst[i] = static_cast<acc_t>(src[i * ss]);
 }
 
 // dst[i * ds] = (scalar_t) src[i], i < n.
