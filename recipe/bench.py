@@ -377,6 +377,12 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    suites = args.suites.split(",")
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        sys.stderr.write("error: --suites %s: unknown suite; use %s\n" % (
+            ",".join(unknown), ", ".join(SUITES)))
+        return 2
     if args.quick:
         args.reps, args.budget, args.loop_reps, args.loop_budget = 20, 0.15, 2, 0.3
     _maybe_reexec(args)
@@ -400,12 +406,6 @@ def main(argv=None):
         torch.ops.aten._conv_depthwise2d(wx, ww, [3, 3], None, [1, 1], [1, 1], [1, 1])
         torch.mkldnn_convolution(wx, ww, None, [1, 1], [1, 1], [1, 1], 64)
     picked = lambda name: not args.cases or any(s in name for s in args.cases.split(","))
-    suites = args.suites.split(",")
-    unknown = [s for s in suites if s not in SUITES]
-    if unknown:
-        sys.stderr.write("error: --suites %s: unknown suite; use %s\n" % (
-            ",".join(unknown), ", ".join(SUITES)))
-        return 2
     layers = []  # (name, runner, shape arguments)
     if "depthwise" in suites:
         layers += [(c[0], run_case, c[1:]) for c in SUITE if picked(c[0])]
