@@ -72,15 +72,15 @@ def attempt(fn):
         return None, str(e).splitlines()[0]
 
 out = {"select": [], "real": [], "end_to_end": []}
-for name, c, g, m, k, s, p, d, h, w in CASES:
+for name, c, groups, m, k, s, p, d, h, w in CASES:
     for dtype in ("float32", "float16"):
         for cl in (False, True):
             dt = getattr(torch, dtype)
             x = torch.randn(2, c, h, w, dtype=dt)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            wt = torch.randn(g * m, c // g, k, k, dtype=dt)
-            args = ([s, s], [p, p], [d, d], False, [0, 0], g)
+            wt = torch.randn(groups * m, c // groups, k, k, dtype=dt)
+            args = ([s, s], [p, p], [d, d], False, [0, 0], groups)
             for dims in ((0,), (0, 2, 3)):
                 mode = FakeTensorMode(shape_env=ShapeEnv())
                 ctx = StatelessSymbolicContext(dynamic_sizes=[
@@ -98,17 +98,17 @@ for name, c, g, m, k, s, p, d, h, w in CASES:
             for forced in ("auto", "native", "xnnpack", "winograd"):
                 os.environ["PYTORCH_GROUPED_CONV_BACKEND"] = forced
                 with torch.no_grad():
-                    backend = ops.eager_backend(x, wt, [s, s], [p, p], [d, d], g)
-                    y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], g)
-                ref = F.conv2d(x.double(), wt.double(), None, s, p, d, g)
+                    backend = ops.eager_backend(x, wt, [s, s], [p, p], [d, d], groups)
+                    y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], groups)
+                ref = F.conv2d(x.double(), wt.double(), None, s, p, d, groups)
                 err = ((y.double() - ref).abs().max() / ref.abs().max()).item()
                 fmt = ops.memory_format(x, wt, backend)
                 out["real"].append([name, dtype, cl, forced, "forward", backend, fmt,
                                     has_format(y, fmt), err])
                 xg = x.detach().requires_grad_()
-                backend = ops.eager_backend(xg, wt, [s, s], [p, p], [d, d], g)
+                backend = ops.eager_backend(xg, wt, [s, s], [p, p], [d, d], groups)
                 go = torch.randn_like(y)
-                gi, gw, gb = ops.convolution_backward(go, x, wt, [s, s], [p, p], [d, d], g)
+                gi, gw, gb = ops.convolution_backward(go, x, wt, [s, s], [p, p], [d, d], groups)
                 fmt = ops.memory_format(x, wt, backend)
                 for what, g in (("grad_input", gi), ("grad_weight", gw)):
                     out["real"].append([name, dtype, cl, forced, what, backend, fmt,
@@ -126,14 +126,14 @@ for name, c, g, m, k, s, p, d, h, w in CASES:
                 ctx = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * 3)
                 fx, fw = mode.from_tensor(x, symbolic_context=ctx), mode.from_tensor(wt)
                 with mode, torch.no_grad():
-                    fy, e2e_err = attempt(lambda: F.conv2d(fx, fw, None, s, p, d, g))
+                    fy, e2e_err = attempt(lambda: F.conv2d(fx, fw, None, s, p, d, groups))
                 fake_strides = [int(v.node.hint) if hasattr(v, "node") else int(v)
                                 for v in fy.stride()] if fy is not None else None
             finally:
                 torch._C._select_conv_backend = stock_select
                 torch._C._conv_determine_backend_memory_format = stock_format
             with torch.no_grad():
-                y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], g)
+                y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], groups)
             out["end_to_end"].append([name, dtype, cl, fake_strides, list(y.stride()), e2e_err])
 print("RESULT " + json.dumps(out))
 """
