@@ -8,8 +8,8 @@
 The last line printed is the wheel's path (the matrix prints one line per build).
 
 What is compiled (the ONE build path; `build.py kernel` uses it too, for the installed torch):
-every kernel family of `KERNEL_FAMILIES` (today: depthwise; the grouped kernel slots in by
-adding an entry), with the sources exactly as the patch series installs them in-tree:
+every kernel family of `KERNEL_FAMILIES` (depthwise, grouped), with the sources exactly as
+the patch series installs them in-tree:
 
 * the family's ``*Kernel.cpp`` once per CPU capability of `CAPABILITIES` (x86_64: DEFAULT,
   AVX2, AVX512 with torch's own flags from cmake/Codegen.cmake; aarch64: DEFAULT = ARMv8-A
@@ -92,6 +92,9 @@ KERNEL_FAMILIES = (
     KernelFamily("depthwise", "kernels/depthwise", ("DepthwiseConv2dNative.h",),
                  ("DepthwiseConv2dNativeKernel.cpp",),
                  ("DepthwiseConv2dNative.cpp", "out_of_tree.cpp")),
+    KernelFamily("grouped", "kernels/grouped", ("GroupedConv2dNative.h",),
+                 ("GroupedConv2dNativeKernel.cpp",),
+                 ("GroupedConv2dNative.cpp", "out_of_tree.cpp")),
 )
 SHARED_SOURCES = ("addon/csrc/capability_dispatch.cpp",)
 

@@ -1,11 +1,12 @@
-"""`python build.py bench`: depthwise convs, native kernel vs group loop vs oneDNN, in ONE run.
+"""`python build.py bench`: grouped convs, native kernels vs group loop vs oneDNN, in ONE run.
 
-For every layer of the shape suite (FACTS §5: MobileNetV2/V3, EfficientNet-B0, ConvNeXt-T,
-the 384x56x56 case, a Mamba-like causal conv1d), batch 1 and 8, fp32 and fp16, NCHW and
-channels_last, it times
+For every layer of the shape suites -- depthwise (FACTS §5: MobileNetV2/V3, EfficientNet-B0,
+ConvNeXt-T, the 384x56x56 case, a Mamba-like causal conv1d) and grouped (ResNeXt-50 32x4d,
+RegNetY-800MF, ShuffleNet v1 grouped 1x1, AlexNet groups=2) -- batch 1 and 8, fp32 and fp16,
+NCHW and channels_last, it times
 
-* native  -- ``aten::_conv_depthwise2d`` from the out-of-tree build (`python build.py
-  kernel`; loaded here), i.e. the kernel itself, one call;
+* native  -- ``aten::_conv_depthwise2d`` / ``native_gconv::grouped_conv2d`` from the
+  out-of-tree build (`python build.py kernel`; loaded here), i.e. the kernel itself, one call;
 * loop    -- ``F.conv2d``/``F.conv1d`` with oneDNN disabled
   (``torch.backends.mkldnn.flags(enabled=False)``) and the native routing shim off:
   stock PyTorch's per-group loop (``groups`` x ``thnn_conv2d`` + ``cat``). Slow, so
@@ -59,6 +60,31 @@ SUITE = [
     ("mamba-conv1d-1536xL1024-k4", 1536, 1024, 4, 1, 3),
 ]
 SEED = "seed-384x56-k3"
+
+# Grouped (not depthwise) layers: (name, in channels, out channels, groups, size, kernel,
+# stride, padding). ResNeXt-50 32x4d: the 3x3 convs of the four stages (and stage 2's
+# strided first one); RegNetY-800MF: group width 16; ShuffleNet v1: the grouped 1x1 convs
+# (g=3, g=8) around the depthwise 3x3; AlexNet: the groups=2 layers of the original net.
+GROUPED_SUITE = [
+    ("resnext-128x56-g32", 128, 128, 32, 56, 3, 1, 1),
+    ("resnext-256x56-g32-s2", 256, 256, 32, 56, 3, 2, 1),
+    ("resnext-256x28-g32", 256, 256, 32, 28, 3, 1, 1),
+    ("resnext-512x14-g32", 512, 512, 32, 14, 3, 1, 1),
+    ("resnext-1024x7-g32", 1024, 1024, 32, 7, 3, 1, 1),
+    ("regnety-64x56-g4", 64, 64, 4, 56, 3, 1, 1),
+    ("regnety-144x28-g9", 144, 144, 9, 28, 3, 1, 1),
+    ("regnety-320x14-g20", 320, 320, 20, 14, 3, 1, 1),
+    ("regnety-784x7-g49", 784, 784, 49, 7, 3, 1, 1),
+    ("shufflenet-240to60x28-g3-k1", 240, 60, 3, 28, 1, 1, 0),
+    ("shufflenet-60to240x28-g3-k1", 60, 240, 3, 28, 1, 1, 0),
+    ("shufflenet-384to96x28-g8-k1", 384, 96, 8, 28, 1, 1, 0),
+    ("shufflenet-96to384x28-g8-k1", 96, 384, 8, 28, 1, 1, 0),
+    ("shufflenet-1536to384x7-g8-k1", 1536, 384, 8, 7, 1, 1, 0),
+    ("alexnet-96to256x27-g2-k5", 96, 256, 2, 27, 5, 1, 2),
+    ("alexnet-384x13-g2", 384, 384, 2, 13, 3, 1, 1),
+    ("alexnet-384to256x13-g2", 384, 256, 2, 13, 3, 1, 1),
+]
+SUITES = ("depthwise", "grouped")
 
 
 def _is_1d(name):
@@ -177,26 +203,66 @@ def run_case(torch, F, name, C, S, k, s, p, N, dtype, layout, args):
 
     # stock group loop (oneDNN off, routing shim off)
     if not args.no_loop and not (args.quick and N > 1):
-        ops = torch.ops.native_dwconv
-
         def loop():
             if one_d:
                 return F.conv1d(x, w, b, s, p, 1, C)
             return F.conv2d(x, w, b, s, p, 1, C)
-        prev = ops.set_shim_enabled(False)
-        # (not torch.backends.mkldnn.flags(): it warns about TF32 on every entry in 2.13)
-        prev_mkldnn = torch.backends.mkldnn.enabled
-        torch.backends.mkldnn.enabled = False
-        try:
-            t, n = _time(loop, 1, args.loop_reps, args.loop_budget)
-            res["loop_ms"], res["loop_reps"] = t * 1e3, n
-        finally:
-            torch.backends.mkldnn.enabled = prev_mkldnn
-            ops.set_shim_enabled(prev)
+        res["loop_ms"], res["loop_reps"] = _time_stock_loop(torch, loop, args)
     else:
         res["loop_ms"] = None
     res["native_gbps"] = nbytes / (res["native_ms"] * 1e-3) / 1e9
     return res
+
+
+def run_grouped_case(torch, F, name, Cin, Cout, G, S, k, s, p, N, dtype, layout, args):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(N, Cin, S, S, generator=g).to(dtype)
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last)
+    w = torch.randn(Cout, Cin // G, k, k, generator=g).to(dtype)
+    b = torch.randn(Cout, generator=g).to(dtype)
+    out_sp = (S + 2 * p - k) // s + 1
+    nbytes = (x.numel() + N * Cout * out_sp * out_sp + w.numel() + Cout) * x.element_size()
+    res = {"suite": "grouped", "case": name, "C": Cin, "C_out": Cout, "groups": G, "size": S,
+           "k": k, "stride": s, "pad": p, "batch": N, "dtype": str(dtype).replace("torch.", ""),
+           "layout": layout, "bytes": nbytes,
+           "gflop": 2.0 * N * Cout * (Cin // G) * k * k * out_sp * out_sp / 1e9}
+    st, pd, dl = [s, s], [p, p], [1, 1]
+
+    def native():
+        return torch.ops.native_gconv.grouped_conv2d(x, w, b, st, pd, dl, G)
+
+    t, n = _time(native, args.warmup, args.reps, args.budget)
+    res["native_ms"], res["native_reps"] = t * 1e3, n
+    try:
+        torch.mkldnn_convolution(x, w, b, pd, st, dl, G)
+        t, n = _time(lambda: torch.mkldnn_convolution(x, w, b, pd, st, dl, G), args.warmup,
+                     args.reps, args.budget)
+        res["onednn_ms"], res["onednn_reps"] = t * 1e3, n
+    except RuntimeError as e:
+        res["onednn_ms"], res["onednn_note"] = None, str(e).splitlines()[0][:120]
+    if not args.no_loop and not (args.quick and N > 1):
+        res["loop_ms"], res["loop_reps"] = _time_stock_loop(
+            torch, lambda: F.conv2d(x, w, b, s, p, 1, G), args)
+    else:
+        res["loop_ms"] = None
+    res["native_gbps"] = nbytes / (res["native_ms"] * 1e-3) / 1e9
+    return res
+
+
+def _time_stock_loop(torch, conv, args):
+    """Stock PyTorch's per-group loop: oneDNN off, the native routing shim off."""
+    ops = torch.ops.native_dwconv
+    prev = ops.set_shim_enabled(False)
+    # (not torch.backends.mkldnn.flags(): it warns about TF32 on every entry in 2.13)
+    prev_mkldnn = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = False
+    try:
+        t, n = _time(conv, 1, args.loop_reps, args.loop_budget)
+        return t * 1e3, n
+    finally:
+        torch.backends.mkldnn.enabled = prev_mkldnn
+        ops.set_shim_enabled(prev)
 
 
 def geomean(xs):
@@ -206,15 +272,20 @@ def geomean(xs):
 
 def summarize(results, copy_gbps):
     out = {}
-    for layout in ("nchw", "channels_last"):
-        for dtype in ("float32", "float16"):
-            rs = [r for r in results if r["layout"] == layout and r["dtype"] == dtype]
-            out["vs_onednn/%s/%s" % (layout, dtype)] = geomean(
-                [r["onednn_ms"] / r["native_ms"] for r in rs if r.get("onednn_ms")])
-            out["vs_loop/%s/%s" % (layout, dtype)] = geomean(
-                [r["loop_ms"] / r["native_ms"] for r in rs if r.get("loop_ms")])
+    for suite in SUITES:
+        prefix = "" if suite == "depthwise" else suite + " "
+        for layout in ("nchw", "channels_last"):
+            for dtype in ("float32", "float16"):
+                rs = [r for r in results if r["layout"] == layout and r["dtype"] == dtype
+                      and r.get("suite", "depthwise") == suite]
+                out["%svs_onednn/%s/%s" % (prefix, layout, dtype)] = geomean(
+                    [r["onednn_ms"] / r["native_ms"] for r in rs if r.get("onednn_ms")])
+                out["%svs_loop/%s/%s" % (prefix, layout, dtype)] = geomean(
+                    [r["loop_ms"] / r["native_ms"] for r in rs if r.get("loop_ms")])
     fp = {}
     for r in results:
+        if r.get("suite", "depthwise") != "depthwise":
+            continue
         fp.setdefault((r["case"], r["batch"], r["layout"]), {})[r["dtype"]] = r["native_ms"]
     ratios = [v["float32"] / v["float16"] for v in fp.values() if "float32" in v and "float16" in v]
     out["fp16_speedup_over_fp32"] = geomean(ratios)
@@ -288,6 +359,8 @@ def build_parser():
     p.add_argument("--plot", metavar="PNG", help="write a PNG chart (needs matplotlib)")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads(N)")
     p.add_argument("--cases", default=None, help="comma-separated substrings of case names")
+    p.add_argument("--suites", default=",".join(SUITES),
+                   help="comma-separated shape suites: depthwise, grouped (default: both)")
     p.add_argument("--batch", default="1,8")
     p.add_argument("--dtypes", default="float32,float16")
     p.add_argument("--layouts", default="nchw,channels_last")
@@ -311,6 +384,12 @@ def main(argv=None):
         from recipe.bench_emulated import main as emulated_main
         return emulated_main(argv)
     args = build_parser().parse_args(argv)
+    suites = args.suites.split(",")
+    unknown = [s for s in suites if s not in SUITES]
+    if unknown:
+        sys.stderr.write("error: --suites %s: unknown suite; use %s\n" % (
+            ",".join(unknown), ", ".join(SUITES)))
+        return 2
     if args.quick:
         args.reps, args.budget, args.loop_reps, args.loop_budget = 20, 0.15, 2, 0.3
     _maybe_reexec(args)
@@ -333,17 +412,22 @@ def main(argv=None):
     for _ in range(10):
         torch.ops.aten._conv_depthwise2d(wx, ww, [3, 3], None, [1, 1], [1, 1], [1, 1])
         torch.mkldnn_convolution(wx, ww, None, [1, 1], [1, 1], [1, 1], 64)
-    sel = [c for c in SUITE if not args.cases or any(s in c[0] for s in args.cases.split(","))]
+    picked = lambda name: not args.cases or any(s in name for s in args.cases.split(","))
+    layers = []  # (name, runner, shape arguments)
+    if "depthwise" in suites:
+        layers += [(c[0], run_case, c[1:]) for c in SUITE if picked(c[0])]
+    if "grouped" in suites:
+        layers += [(c[0], run_grouped_case, c[1:]) for c in GROUPED_SUITE if picked(c[0])]
     batches = [int(b) for b in args.batch.split(",")]
     dtypes = [getattr(torch, d) for d in args.dtypes.split(",")]
     layouts = args.layouts.split(",")
     results = []
     t0 = time.time()
-    for (name, C, S, k, s, p) in sel:
+    for (name, runner, shape) in layers:
         for N in batches:
             for dt in dtypes:
                 for lay in layouts:
-                    r = run_case(torch, F, name, C, S, k, s, p, N, dt, lay, args)
+                    r = runner(torch, F, name, *shape, N, dt, lay, args)
                     results.append(r)
                     log("%-28s N=%d %-7s %-13s native %s ms  loop %s  oneDNN %s" % (
                         name, N, r["dtype"], lay, fmt_ms(r["native_ms"]).strip(),

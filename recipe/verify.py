@@ -123,6 +123,7 @@ OPAQUE_SINGLE_BACKENDS = {
     "Winograd3x3Depthwise": "winograd 3x3 depthwise (convolution_depthwise3x3_winograd_stub, no op event)",
     "Xnnpack2d": "XNNPACK (xnnpack::convolution2d inside aten::_convolution, no op event)",
     "CpuDepthwise2d": "native depthwise (DispatchStub, no op event)",
+    "CpuGrouped2d": "native grouped (DispatchStub, no op event)",
     "Slow3d": "slow 3d (groups handled inside one call)",
     "Overrideable": "out-of-tree backend",
 }
@@ -218,6 +219,8 @@ class Case(object):
     def name(self):
         spatial = "x".join(str(s) for s in self.size)
         parts = ["%dd" % self.dim, "%s-c%d" % (self.kind, self.in_channels)]
+        if self.groups != self.in_channels and self.out_channels != self.in_channels:
+            parts.append("o%d" % self.out_channels)
         if self.batch != 1:
             parts.append("n%d" % self.batch)
         parts.append(spatial)
@@ -281,6 +284,7 @@ def default_matrix():
     cases.append(_dw(2, 64, 3, 1, (28, 28), dtype="bfloat16", memory_format="cl"))
     cases.append(_dw(2, 64, 3, 1, (28, 28), dtype="float16"))
     cases.append(_dw(2, 64, 3, 1, (28, 28), dtype="bfloat16", mode="training"))
+    cases.append(_grouped(2, 64, 16, 3, 1, (28, 28), dtype="float16", memory_format="cl"))
     # Conv1d (incl. a Mamba-style causal depthwise conv: k=4, pad 3).
     cases.append(_dw(1, 128, 3, 1, (512,)))
     cases.append(_dw(1, 128, 7, 2, (512,)))
@@ -300,6 +304,16 @@ MODEL_SHAPES = [
     (576, 14, 3, 2, 1), (960, 7, 3, 1, 1), (72, 56, 5, 2, 2), (672, 14, 5, 2, 2),
     (240, 28, 5, 1, 2), (672, 14, 5, 1, 2), (1152, 7, 5, 1, 2), (96, 56, 7, 1, 3),
     (384, 14, 7, 1, 3), (768, 7, 7, 1, 3),
+]
+
+
+# Real grouped (not depthwise) layers (C in, C out, groups, H=W, k, stride, pad): ResNeXt-50
+# 32x4d's 3x3 convs, RegNetY-800MF (group width 16), ShuffleNet v1's grouped 1x1 (g=3, g=8).
+GROUPED_MODEL_SHAPES = [
+    (128, 128, 32, 56, 3, 1, 1), (256, 256, 32, 56, 3, 2, 1), (512, 512, 32, 14, 3, 1, 1),
+    (1024, 1024, 32, 7, 3, 1, 1), (64, 64, 4, 56, 3, 1, 1), (144, 144, 9, 28, 3, 1, 1),
+    (320, 320, 20, 14, 3, 1, 1), (784, 784, 49, 7, 3, 1, 1), (240, 60, 3, 28, 1, 1, 0),
+    (60, 240, 3, 28, 1, 1, 0), (384, 96, 8, 28, 1, 1, 0), (96, 384, 8, 28, 1, 1, 0),
 ]
 
 
@@ -325,6 +339,11 @@ def full_matrix():
         for mf in ("nchw", "cl"):
             for mode in ("inference", "training"):
                 cases.append(Case(2, c, c, c, k, s, p, (hw, hw), memory_format=mf, mode=mode,
+                                  label="model"))
+    for (cin, cout, g, hw, k, s, p) in GROUPED_MODEL_SHAPES:
+        for mf in ("nchw", "cl"):
+            for mode in ("inference", "training"):
+                cases.append(Case(2, cin, cout, g, k, s, p, (hw, hw), memory_format=mf, mode=mode,
                                   label="model"))
     # A batch large enough for NNPACK (batch >= 16) and the Mamba conv1d at full size.
     cases.append(_dw(2, 32, 3, 1, (28, 28), batch=16))
@@ -651,6 +670,7 @@ def install_facts(kernel_lib=None, no_mkldnn=False):
         "select_conv_backend": hasattr(torch._C, "_select_conv_backend"),
         "conv_backends": sorted(_conv_backend_names()),
         "patched_routing": "CpuDepthwise2d" in _conv_backend_names(),
+        "patched_grouped_kernel": "CpuGrouped2d" in _conv_backend_names(),
         GROUPED_CONV_ENV: os.environ.get(GROUPED_CONV_ENV),
         "kernel_lib": os.path.abspath(kernel_lib) if kernel_lib else None,
         "addon": _safe(_addon_fact, default={}) or None,
@@ -1344,6 +1364,8 @@ def format_report(data):
     extra.append("_select_conv_backend %s" % ("yes" if facts.get("select_conv_backend") else "no"))
     extra.append("patched routing (CpuDepthwise2d) %s" % ("yes" if facts.get("patched_routing")
                                                           else "no"))
+    if facts.get("patched_grouped_kernel"):
+        extra.append("native grouped kernel (CpuGrouped2d) yes")
     if facts.get(GROUPED_CONV_ENV):
         extra.append("%s=%s" % (GROUPED_CONV_ENV, facts.get(GROUPED_CONV_ENV)))
     if facts.get("kernel_lib"):

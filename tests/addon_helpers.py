@@ -81,6 +81,95 @@ for onednn in ONEDNN:
 print("RESULT " + json.dumps(out))
 '''
 
+# A grouped NON-depthwise conv (ResNeXt-50 32x4d stage 1: Conv2d(128, 128, 3, groups=32) on
+# [1, 128, 28, 28]) the same way: per (oneDNN, dtype, layout) the backend ops it ran and its
+# error against stock PyTorch in float64 (routing shim off: stock's group loop), and one
+# training step. RESULT line of JSON.
+GROUPED_PROBE = r"""
+import json
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+shim = torch.ops.native_dwconv.set_shim_enabled
+N, C, H, G = 1, 128, 28, 32
+
+def counts(fn):
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        fn()
+    return {e.key: e.count for e in prof.key_averages()
+            if e.key.startswith("native_gconv::") or e.key in (
+                "aten::thnn_conv2d", "aten::_slow_conv2d_forward", "aten::cat",
+                "aten::mkldnn_convolution", "aten::_slow_conv2d_backward")}
+
+def stock64(x, w, b, go=None):
+    prev = shim(False)
+    try:
+        xd, wd, bd = (t.detach().double().requires_grad_(go is not None) for t in (x, w, b))
+        y = F.conv2d(xd, wd, bd, padding=1, groups=G)
+        if go is None:
+            return y
+        y.backward(go.double())
+        return xd.grad, wd.grad, bd.grad
+    finally:
+        shim(prev)
+
+def err(y, ref):
+    return ((y.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
+
+torch.manual_seed(0)
+x0, w0, b0 = torch.randn(N, C, H, H), torch.randn(C, C // G, 3, 3), torch.randn(C)
+out = {"cases": {}}
+for onednn in (False, True):
+    torch.backends.mkldnn.enabled = onednn
+    tag = "onednn" if onednn else "no_onednn"
+    for dtype in DTYPES:
+        for cl in (False, True):
+            dt = getattr(torch, dtype)
+            x, w, b = x0.to(dt), w0.to(dt), b0.to(dt)
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            res = {}
+            with torch.no_grad():
+                res["ops"] = counts(lambda: res.setdefault(
+                    "y", F.conv2d(x, w, b, padding=1, groups=G)))
+            out["cases"]["%s-%s-%s" % (tag, dtype, "cl" if cl else "nchw")] = {
+                "ops": res["ops"], "err": err(res["y"], stock64(x, w, b))}
+    x, w, b = (t.clone().requires_grad_() for t in (x0, w0, b0))
+    go = torch.randn(N, C, H, H)
+    ops = counts(lambda: F.conv2d(x, w, b, padding=1, groups=G).backward(go))
+    refs = stock64(x0, w0, b0, go)
+    out["cases"][tag + "-train"] = {"ops": ops, "err": max(
+        err(g, r) for g, r in zip((x.grad, w.grad, b.grad), refs))}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def grouped_probe_code(dtypes=("float32", "float16", "bfloat16")):
+    return GROUPED_PROBE.replace("DTYPES", repr(list(dtypes)))
+
+
+def assert_grouped_cases_one_kernel(res, onednn_runs_fp32):
+    """Every case of a GROUPED_PROBE result ran ONE kernel (no group loop) and matched float64:
+    the native grouped kernel, except fp32 inference with oneDNN on where `onednn_runs_fp32`
+    (oneDNN's x86 JIT; on ACL builds the policy prefers the native kernel to oneDNN's
+    reference gemm); training: one native forward and one native backward."""
+    for key, case in sorted(res["cases"].items()):
+        ops = case["ops"]
+        if key.endswith("-train"):
+            if key == "onednn-train" and onednn_runs_fp32:
+                assert "native_gconv::grouped_conv2d" not in ops, (key, ops)
+            else:
+                assert ops == {"native_gconv::grouped_conv2d": 1,
+                               "native_gconv::grouped_conv2d_backward": 1}, (key, ops)
+            assert case["err"] <= TOLERANCE["train"], (key, case["err"])
+            continue
+        if onednn_runs_fp32 and key.startswith("onednn-float32-"):
+            assert ops == {"aten::mkldnn_convolution": 1}, (key, ops)
+        else:
+            assert ops == {"native_gconv::grouped_conv2d": 1}, (key, ops)
+        assert case["err"] <= TOLERANCE[key.split("-")[1]], (key, case["err"])
+
+
 # max |y - ref| / max |ref| against float64 of the same rounded inputs (README's tolerances)
 TOLERANCE = {"float32": 1e-5, "float16": 1e-2, "bfloat16": 1.6e-2, "train": 2e-5}
 

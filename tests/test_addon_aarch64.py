@@ -3,8 +3,9 @@ installed (by the rootfs's pip) beside that wheel in the arm64 root filesystem, 
 qemu-user by fresh interpreters that only `import torch`. The seed case
 Conv2d(384, 384, 3, groups=384) on [1, 384, 56, 56] runs ONE kernel with oneDNN off (what a
 Jetson wheel does) and on (the fp16 cases that loop in the stock wheel), matches float64,
-trains with one native backward call, and `build.py verify` passes every case (with oneDNN
-off: every depthwise case; grouped non-depthwise convs wait for kernels/grouped/). Under qemu the
+trains with one native backward call, and `build.py verify` passes every case, oneDNN on and
+off. A grouped NON-depthwise conv (ResNeXt's Conv2d(128, 128, 3, groups=32)) runs ONE native
+grouped call too, oneDNN off and on (ACL refuses it; oneDNN would run its reference gemm). Under qemu the
 CPU reports ARMv8.2 FP16 (HWCAP asimdhp): the FP16 kernels run; the ARMv8.0 ones are checked
 under qemu's Cortex-A57 model (tests/test_native_depthwise_aarch64.py).
 Timings under qemu mean nothing."""
@@ -12,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 
 import pytest
@@ -83,25 +83,27 @@ except SystemExit as e:
 
 @pytest.mark.parametrize("flags", [[], ["--no-mkldnn"]], ids=["onednn", "no_onednn"])
 def test_verify_inside_the_emulation(aarch64_addon, tmp_path, flags):
-    """oneDNN on (the official wheel: oneDNN + ACL): every case passes. oneDNN off (what a
-    Jetson wheel does): every depthwise case passes; grouped NON-depthwise convs run stock and
-    loop (kernels/grouped/ is not in the add-on yet)."""
+    """oneDNN on (the official wheel: oneDNN + ACL) and off (what a Jetson wheel does): every
+    case passes, the grouped NON-depthwise ones too (the native grouped kernel)."""
     out = tmp_path / "verify.json"
     r = aarch64_addon.python(VERIFY, args=[ah.REPO, str(out)] + flags,
                              binds=[ah.REPO, str(tmp_path)], timeout=3000)
     assert "EXIT" in r.stdout, (r.stdout[-3000:], r.stderr[-3000:])
     data = json.loads(out.read_text())
     assert data["facts"]["machine"] == "aarch64" and data["facts"]["addon"]["loaded"] is True
-    depthwise = [(c["name"], c["status"], c["reason"]) for c in data["cases"]
-                 if not re.search(r"-g\d+-", c["name"]) and c["status"] != "PASS"]
-    grouped = {c["name"]: c["status"] for c in data["cases"] if re.search(r"-g\d+-", c["name"])}
-    assert not depthwise and len(data["cases"]) >= 30, depthwise
-    if flags:  # stock torch: some loop, none is wrong
-        assert set(grouped.values()) <= {"LOOP", "PASS"} and \
-            grouped["2d-g16-c64-28x28-k3s1p1-fp32-nchw-inf"] == "LOOP", grouped
-    else:
-        assert set(grouped.values()) == {"PASS"}, grouped
-    assert ("EXIT 1" if flags else "EXIT 0") in r.stdout
+    failed = [(c["name"], c["status"], c["reason"]) for c in data["cases"]
+              if c["status"] != "PASS"]
+    assert not failed and len(data["cases"]) >= 30, failed
+    assert "2d-g16-c64-28x28-k3s1p1-fp32-nchw-inf" in {c["name"] for c in data["cases"]}
+    assert "EXIT 0" in r.stdout
+
+
+def test_a_grouped_non_depthwise_conv_runs_one_kernel(aarch64_addon):
+    r = aarch64_addon.python(ah.grouped_probe_code())
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    res = ah.parse_result(r.stdout)
+    assert len(res["cases"]) == 14, sorted(res["cases"])
+    ah.assert_grouped_cases_one_kernel(res, onednn_runs_fp32=False)
 
 
 def test_status_command_inside_the_emulation(aarch64_addon):

@@ -109,26 +109,19 @@ except SystemExit as e:
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-mkldnn"]], ids=["onednn", "no_onednn"])
-def test_debian_amd64_verify_passes_every_depthwise_case(debian_amd64, tmp_path, flags):
-    """oneDNN on: every case passes. oneDNN off: every depthwise case passes; grouped
-    NON-depthwise convs run stock (not in the add-on yet): some loop, none is wrong."""
+def test_debian_amd64_verify_passes_every_case(debian_amd64, tmp_path, flags):
+    """oneDNN on and off: every case passes, the grouped NON-depthwise ones too (the native
+    grouped kernel where oneDNN does not run them)."""
     import json
-    import re
     out = tmp_path / "verify.json"
     r = debian_amd64.run(VERIFY, args=[ah.REPO, str(out)] + flags,
                          binds=[ah.REPO, str(tmp_path)])
     data = json.loads(out.read_text())
     assert data["facts"]["addon"]["loaded"] is True
     assert data["facts"]["torch_version"] == "2.6.0+debian", data["facts"]
-    grouped = {c["name"]: c["status"] for c in data["cases"] if re.search(r"-g\d+-", c["name"])}
-    bad = [(c["name"], c["status"], c["reason"]) for c in data["cases"]
-           if c["name"] not in grouped and c["status"] != "PASS"]
+    bad = [(c["name"], c["status"], c["reason"]) for c in data["cases"] if c["status"] != "PASS"]
     assert not bad and len(data["cases"]) >= 30, bad
-    if flags:
-        assert set(grouped.values()) <= {"LOOP", "PASS"} and "LOOP" in grouped.values()
-        assert "EXIT 1" in r.stdout
-    else:
-        assert set(grouped.values()) == {"PASS"} and "EXIT 0" in r.stdout, (grouped, r.stdout[-2000:])
+    assert "EXIT 0" in r.stdout, r.stdout[-2000:]
 
 
 @pytest.mark.slow

@@ -38,12 +38,17 @@ from recipe import REPO_ROOT
 CPP = os.path.join(REPO_ROOT, "tests", "cpp")
 NATIVE = os.path.join("aten", "src", "ATen", "native")
 
-# (name, channels, multiplier, kernel, stride, padding, dilation, H, W)
+# (name, channels, groups, output channels per group, kernel, stride, padding, dilation, H, W)
 CASES = [
-    ("dw3", 8, 1, 3, 1, 1, 1, 10, 10),
-    ("dw5-s2", 16, 1, 5, 2, 2, 1, 13, 11),
-    ("dw3-mult2-dil2", 6, 2, 3, 1, 2, 2, 9, 12),
+    ("dw3", 8, 8, 1, 3, 1, 1, 1, 10, 10),
+    ("dw5-s2", 16, 16, 1, 5, 2, 2, 1, 13, 11),
+    ("dw3-mult2-dil2", 6, 6, 2, 3, 1, 2, 2, 9, 12),
+    ("g4-3x3", 16, 4, 3, 3, 1, 1, 1, 7, 9),              # grouped: the native grouped kernel
 ]
+# The native kernel each case's routing picks (XNNPACK never runs symbolic shapes; oneDNN is
+# compiled out of the graft).
+NATIVE_BACKEND = {name: "CpuDepthwise2d" if c == g else "CpuGrouped2d"
+                  for name, c, g, *_ in CASES}
 
 SCRIPT = """
 import json, os, torch, torch.nn.functional as F
@@ -67,15 +72,15 @@ def attempt(fn):
         return None, str(e).splitlines()[0]
 
 out = {"select": [], "real": [], "end_to_end": []}
-for name, c, m, k, s, p, d, h, w in CASES:
+for name, c, groups, m, k, s, p, d, h, w in CASES:
     for dtype in ("float32", "float16"):
         for cl in (False, True):
             dt = getattr(torch, dtype)
             x = torch.randn(2, c, h, w, dtype=dt)
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
-            wt = torch.randn(c * m, 1, k, k, dtype=dt)
-            args = ([s, s], [p, p], [d, d], False, [0, 0], c)
+            wt = torch.randn(groups * m, c // groups, k, k, dtype=dt)
+            args = ([s, s], [p, p], [d, d], False, [0, 0], groups)
             for dims in ((0,), (0, 2, 3)):
                 mode = FakeTensorMode(shape_env=ShapeEnv())
                 ctx = StatelessSymbolicContext(dynamic_sizes=[
@@ -93,17 +98,17 @@ for name, c, m, k, s, p, d, h, w in CASES:
             for forced in ("auto", "native", "xnnpack", "winograd"):
                 os.environ["PYTORCH_GROUPED_CONV_BACKEND"] = forced
                 with torch.no_grad():
-                    backend = ops.eager_backend(x, wt, [s, s], [p, p], [d, d], c)
-                    y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], c)
-                ref = F.conv2d(x.double(), wt.double(), None, s, p, d, c)
+                    backend = ops.eager_backend(x, wt, [s, s], [p, p], [d, d], groups)
+                    y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], groups)
+                ref = F.conv2d(x.double(), wt.double(), None, s, p, d, groups)
                 err = ((y.double() - ref).abs().max() / ref.abs().max()).item()
                 fmt = ops.memory_format(x, wt, backend)
                 out["real"].append([name, dtype, cl, forced, "forward", backend, fmt,
                                     has_format(y, fmt), err])
                 xg = x.detach().requires_grad_()
-                backend = ops.eager_backend(xg, wt, [s, s], [p, p], [d, d], c)
+                backend = ops.eager_backend(xg, wt, [s, s], [p, p], [d, d], groups)
                 go = torch.randn_like(y)
-                gi, gw, gb = ops.convolution_backward(go, x, wt, [s, s], [p, p], [d, d], c)
+                gi, gw, gb = ops.convolution_backward(go, x, wt, [s, s], [p, p], [d, d], groups)
                 fmt = ops.memory_format(x, wt, backend)
                 for what, g in (("grad_input", gi), ("grad_weight", gw)):
                     out["real"].append([name, dtype, cl, forced, what, backend, fmt,
@@ -121,14 +126,14 @@ for name, c, m, k, s, p, d, h, w in CASES:
                 ctx = StatelessSymbolicContext(dynamic_sizes=[DimDynamic.DYNAMIC] + [DimDynamic.STATIC] * 3)
                 fx, fw = mode.from_tensor(x, symbolic_context=ctx), mode.from_tensor(wt)
                 with mode, torch.no_grad():
-                    fy, e2e_err = attempt(lambda: F.conv2d(fx, fw, None, s, p, d, c))
+                    fy, e2e_err = attempt(lambda: F.conv2d(fx, fw, None, s, p, d, groups))
                 fake_strides = [int(v.node.hint) if hasattr(v, "node") else int(v)
                                 for v in fy.stride()] if fy is not None else None
             finally:
                 torch._C._select_conv_backend = stock_select
                 torch._C._conv_determine_backend_memory_format = stock_format
             with torch.no_grad():
-                y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], c)
+                y = ops.convolution(x, wt, None, [s, s], [p, p], [d, d], groups)
             out["end_to_end"].append([name, dtype, cl, fake_strides, list(y.stride()), e2e_err])
 print("RESULT " + json.dumps(out))
 """
@@ -151,6 +156,7 @@ def conv_graft(patched_source_tree, aarch64_torch, tmp_path_factory):
     sources = [os.path.join(CPP, "graft_conv_routing.cpp"), os.path.join(CPP, "graft_shims.cpp")]
     sources += [os.path.join(native, f) for f in (
         "DepthwiseConv2dNative.cpp", "cpu/DepthwiseConv2dNativeKernel.cpp",
+        "GroupedConv2dNative.cpp", "cpu/GroupedConv2dNativeKernel.cpp",
         "cpu/DepthwiseConvKernel.cpp", "xnnpack/Convolution.cpp", "xnnpack/Init.cpp",
         "xnnpack/OpContext.cpp", "xnnpack/Linear.cpp", "utils/Factory.cpp")]
     return aarch64_torch.build_graft(sources, str(out / "libgraft_conv.so"),
@@ -178,8 +184,7 @@ def test_backend_selection_works_on_symbolic_sizes(results):
         assert stock_err is None, "%s: stock torch 2.6.0 itself failed: %s" % (case, stock_err)
         assert err is None, "%s: the patched selection fails where stock returns %s: %s" % (
             case, stock, err)
-        # XNNPACK never runs symbolic shapes; oneDNN is compiled out of the graft.
-        assert patched == "CpuDepthwise2d", "%s: %s" % (case, patched)
+        assert patched == NATIVE_BACKEND[name], "%s: %s" % (case, patched)
         assert fmt == ("ChannelsLast" if cl else "Contiguous"), "%s: predicted %s" % (case, fmt)
 
 
@@ -193,7 +198,7 @@ def test_predicted_memory_format_is_what_the_kernels_return(results):
         assert actual, "%s: predicted %s, the kernel returned another layout" % (case, predicted)
         tolerance = 1e-5 if dtype == "float32" else 1e-2  # fp16: accumulated in fp16 (qemu's CPU has it)
         assert err <= tolerance, "%s: relative error %.3g" % (case, err)
-    assert {"CpuDepthwise2d", "Xnnpack2d"} <= seen, seen
+    assert {"CpuDepthwise2d", "CpuGrouped2d", "Xnnpack2d"} <= seen, seen
 
 
 def test_fake_conv_output_has_the_real_strides(results):

@@ -83,6 +83,8 @@ def test_series_touches_the_expected_translation_units():
     assert "aten/src/ATen/native/Convolution.cpp" in TUS
     assert "aten/src/ATen/native/cpu/DepthwiseConvKernel.cpp" in TUS
     assert "aten/src/ATen/native/cpu/DepthwiseConv2dNativeKernel.cpp" in TUS
+    assert "aten/src/ATen/native/cpu/GroupedConv2dNativeKernel.cpp" in TUS
+    assert "aten/src/ATen/native/GroupedConv2dNative.cpp" in TUS
     assert "torch/csrc/Module.cpp" in TUS
 
 

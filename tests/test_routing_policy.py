@@ -1,7 +1,7 @@
 """The grouped-conv routing policy (kernels/routing/ConvRouting.h), compiled for real.
 
 The header is plain C++17, so the exact code that Convolution.cpp includes is built
-into a small driver that prints its decision for all 256 combinations of case facts
+into a small driver that prints its decision for all 512 combinations of case facts
 times every override value; the driver runs natively on x86_64 and, linked
 statically, under qemu-user as an aarch64 binary. Both must agree with the order
 documented in the README (restated below as the spec) and with each other.
@@ -19,17 +19,21 @@ from recipe import REPO_ROOT
 ROUTING_DIR = os.path.join(REPO_ROOT, "kernels", "routing")
 DRIVER = os.path.join(REPO_ROOT, "tests", "cpp", "routing_policy_main.cpp")
 FIELDS = ("depthwise", "channels_last", "need_backward", "acl",
-          "mkldnn", "xnnpack", "winograd", "native")
+          "mkldnn", "xnnpack", "winograd", "native", "native_grouped")
 
 # The documented default order (README "Routing"), one list per kind of case.
+# "native" is the native depthwise kernel for depthwise convs and the native grouped kernel
+# for the others (both print as "native").
 def documented_order(f):
     if f["need_backward"]:
-        return ["native", "mkldnn"] if f["depthwise"] else ["mkldnn"]
+        if f["depthwise"]:
+            return ["native", "mkldnn"]
+        return ["native", "mkldnn"] if f["acl"] else ["mkldnn", "native"]
     if f["depthwise"]:
         if f["channels_last"]:
             return ["mkldnn", "xnnpack", "native"]
         return ["native", "winograd", "xnnpack", "mkldnn"]
-    return ["xnnpack", "mkldnn"] if f["acl"] else ["mkldnn", "xnnpack"]
+    return ["xnnpack", "native", "mkldnn"] if f["acl"] else ["mkldnn", "native", "xnnpack"]
 
 
 def accepts(f, kernel):
@@ -37,8 +41,10 @@ def accepts(f, kernel):
         return True
     if kernel in ("xnnpack", "winograd") and f["need_backward"]:
         return False
-    if kernel in ("winograd", "native") and not f["depthwise"]:
+    if kernel == "winograd" and not f["depthwise"]:
         return False
+    if kernel == "native":
+        return bool(f["native"] if f["depthwise"] else f["native_grouped"])
     return bool(f[kernel])
 
 
@@ -82,7 +88,7 @@ def _decisions(lines):
 
 
 def _check_against_spec(table):
-    assert len(table) == 256 * 6
+    assert len(table) == 512 * 6
     wrong = [(key, kernel, expected(facts, key[1])) for key, (facts, kernel) in table.items()
              if kernel != expected(facts, key[1])]
     assert not wrong, "policy differs from the documented order (case, got, want): %s" % wrong[:10]
@@ -120,13 +126,24 @@ def test_key_decisions_read_like_the_readme(tmp_path, routing_header_tree):
     assert pick(depthwise=True, channels_last=True, acl=True, **everything) == "mkldnn"  # ACL NHWC
     assert pick(acl=True, mkldnn=True, xnnpack=True) == "xnnpack"                # grouped, ACL refuses
     assert pick(mkldnn=True, xnnpack=True) == "mkldnn"                           # grouped on x86
+    # The native grouped kernel: before oneDNN's reference gemm on ACL builds (fp16/bf16
+    # and training, which XNNPACK cannot take), after oneDNN's JIT elsewhere, and wherever
+    # oneDNN is off or absent.
+    assert pick(acl=True, mkldnn=True, native_grouped=True) == "native"
+    assert pick(acl=True, mkldnn=True, xnnpack=True, native_grouped=True) == "xnnpack"
+    assert pick(need_backward=True, acl=True, mkldnn=True, native_grouped=True) == "native"
+    assert pick(need_backward=True, mkldnn=True, native_grouped=True) == "mkldnn"
+    assert pick(mkldnn=True, native_grouped=True) == "mkldnn"
+    assert pick(native_grouped=True, xnnpack=True) == "native"                   # oneDNN off
+    assert pick("native", mkldnn=True, native_grouped=True) == "native"         # override
+    assert pick("native", depthwise=True, mkldnn=True, native_grouped=True) == "mkldnn"
     # Training never picks the inference-only kernels.
     assert pick(depthwise=True, need_backward=True, xnnpack=True, winograd=True) == "loop"
     assert pick(depthwise=True, need_backward=True, **everything) == "native"
     # Overrides: honoured where they apply, ignored where they cannot run the case.
     assert pick("loop", depthwise=True, **everything) == "loop"
     assert pick("winograd", depthwise=True, **everything) == "winograd"
-    assert pick("native", mkldnn=True, xnnpack=True, native=True) == "mkldnn"    # not depthwise
+    assert pick("native", mkldnn=True, xnnpack=True, native=True) == "mkldnn"    # grouped: no grouped kernel
     assert pick("xnnpack", depthwise=True, need_backward=True, **everything) == "native"
     # Without any single kernel the loop is the answer (what verify reports as a loop).
     assert pick(depthwise=True) == "loop"

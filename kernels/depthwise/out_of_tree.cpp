@@ -18,9 +18,10 @@
 //     Autograd kernel of aten::convolution runs first and records
 //     ConvolutionBackward0, whose backward calls aten::convolution_backward, which
 //     lands in the shim again. The shim sends a grouped (groups > 1) 1-D/2-D CPU
-//     conv to the native kernel when the routing policy (kernels/routing/
-//     ConvRouting.h, the same header the in-tree patch uses; override env
-//     PYTORCH_GROUPED_CONV_BACKEND=auto|mkldnn|xnnpack|winograd|native|loop)
+//     conv to the native kernel -- depthwise ones to this family, the others to
+//     the grouped family's native_gconv operators (kernels/grouped/) -- when the
+//     routing policy (kernels/routing/ConvRouting.h, the same header the in-tree
+//     patch uses; override env PYTORCH_GROUPED_CONV_BACKEND=auto|mkldnn|xnnpack|winograd|native|loop)
 //     picks it, and everything else to at::native::convolution /
 //     at::native::convolution_backward, i.e. stock behaviour.
 //     Switch: env PYTORCH_NATIVE_DWCONV_SHIM=0 at load time, or at run time
@@ -34,6 +35,7 @@
 // DispatchStubs are the add-on's own tables (addon/csrc/CapabilityDispatch.h).
 
 #include <ATen/native/DepthwiseConv2dNative.h>
+#include <ATen/native/GroupedConv2dNative.h>
 #include <ConvRouting.h>
 
 #include <ATen/Config.h>
@@ -175,6 +177,8 @@ std::atomic<bool>& shim_flag() {
 struct DwCase {
   bool ok = false;  // a valid grouped conv the native kernel could run
   bool one_d = false;
+  bool depthwise = true;  // false: a grouped conv for the native grouped kernel
+  int64_t groups = 1;
   Tensor input, weight;
   std::vector<int64_t> kernel_size, stride, padding, dilation;
 };
@@ -220,7 +224,14 @@ DwCase make_case(const Tensor& input, const Tensor& weight, c10::SymIntArrayRef 
     c.input = input;
     c.weight = weight;
   }
-  if (!at::native::native_depthwise_conv2d_supports(c.input, c.weight, *g, transposed)) return c;
+  if (!at::native::native_depthwise_conv2d_supports(c.input, c.weight, *g, transposed)) {
+    c.depthwise = false;
+    if (c.input.size(1) == *g ||
+        !at::native::native_grouped_conv2d_supports(c.input, c.weight, *g, transposed)) {
+      return c;
+    }
+  }
+  c.groups = *g;
   for (size_t i = 0; i < 2; ++i) {  // the padded input must hold the dilated kernel
     const int64_t padded = c.input.size(2 + i) + 2 * p[i];
     const int64_t span = d[i] * (c.weight.size(2 + i) - 1) + 1;
@@ -243,7 +254,7 @@ bool mkldnn_would_run(const Tensor& input) {
 
 routing::Kernel choose(const DwCase& c, bool need_backward) {
   routing::Case rc;
-  rc.depthwise = true;  // make_case only accepts groups == input channels
+  rc.depthwise = c.depthwise;
   // 1-D convs: in-tree, _convolution makes a 3-D input contiguous before routing, so
   // they route as NCHW (the kernel here reads the strided input as it is, no copy).
   rc.channels_last = !c.one_d &&
@@ -253,7 +264,8 @@ routing::Kernel choose(const DwCase& c, bool need_backward) {
   rc.mkldnn = mkldnn_would_run(c.input);
   rc.xnnpack = false;   // not reachable from outside libtorch
   rc.winograd = false;  // idem
-  rc.native = true;
+  rc.native = c.depthwise;
+  rc.native_grouped = !c.depthwise;
   const char* text = std::getenv(routing::kOverrideEnv);
   bool ok = true;
   const routing::Kernel forced = routing::parse(text, &ok);
@@ -269,6 +281,33 @@ bool need_backward_of(const Tensor& input, const Tensor& weight, const c10::opti
           (bias.has_value() && bias->defined() && bias->requires_grad()));
 }
 
+// ---- Grouped (1 < groups < channels): the native_gconv operators (kernels/grouped/). ----
+Tensor grouped_forward(const DwCase& c, const c10::optional<Tensor>& bias) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("native_gconv::grouped_conv2d", "")
+                       .typed<Tensor(const Tensor&, const Tensor&, const c10::optional<Tensor>&,
+                                     IntArrayRef, IntArrayRef, IntArrayRef, int64_t)>();
+  Tensor out = op.call(c.input, c.weight, bias, c.stride, c.padding, c.dilation, c.groups);
+  // Like stock conv1d: a contiguous output.
+  return c.one_d ? out.squeeze(2).contiguous() : out;
+}
+
+std::tuple<Tensor, Tensor, Tensor> grouped_backward(const DwCase& c, const Tensor& grad_output,
+                                                    std::array<bool, 3> mask) {
+  static auto op = c10::Dispatcher::singleton()
+                       .findSchemaOrThrow("native_gconv::grouped_conv2d_backward", "")
+                       .typed<std::tuple<Tensor, Tensor, Tensor>(
+                           const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef,
+                           IntArrayRef, int64_t, std::array<bool, 3>)>();
+  auto [gi, gw, gb] = op.call(c.one_d ? grad_output.unsqueeze(2) : grad_output, c.input,
+                              c.weight, c.stride, c.padding, c.dilation, c.groups, mask);
+  if (c.one_d) {
+    if (gi.defined()) gi = gi.squeeze(2);
+    if (gw.defined()) gw = gw.squeeze(2);
+  }
+  return std::make_tuple(gi, gw, gb);
+}
+
 Tensor shim_convolution_impl(const Tensor& input, const Tensor& weight,
                         const c10::optional<Tensor>& bias, c10::SymIntArrayRef stride,
                         c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation,
@@ -280,8 +319,10 @@ Tensor shim_convolution_impl(const Tensor& input, const Tensor& weight,
     const bool bias_ok = !bias.has_value() || !bias->defined() ||
                          (bias->dim() == 1 && bias->size(0) == weight.size(0) &&
                           bias->scalar_type() == input.scalar_type());
-    if (c.ok && bias_ok &&
-        choose(c, need_backward_of(input, weight, bias)) == routing::Kernel::NativeDepthwise) {
+    const routing::Kernel k =
+        c.ok && bias_ok ? choose(c, need_backward_of(input, weight, bias)) : routing::Kernel::None;
+    if (k == routing::Kernel::NativeGrouped) return grouped_forward(c, bias);
+    if (k == routing::Kernel::NativeDepthwise) {
       if (c.one_d) {
         // Like stock conv1d: contiguous output (the kernel reads any input strides).
         auto sizes = c.input.sizes().vec();
@@ -322,9 +363,12 @@ std::tuple<Tensor, Tensor, Tensor> shim_convolution_backward_impl(
   if (shim_flag().load(std::memory_order_relaxed)) {
     DwCase c = make_case(input, weight, stride, padding, dilation, transposed, output_padding,
                          groups);
-    if (c.ok && grad_output.dim() == input.dim() &&
-        grad_output.scalar_type() == input.scalar_type() &&
-        choose(c, /*need_backward=*/true) == routing::Kernel::NativeDepthwise) {
+    const routing::Kernel k = c.ok && grad_output.dim() == input.dim() &&
+                                      grad_output.scalar_type() == input.scalar_type()
+                                  ? choose(c, /*need_backward=*/true)
+                                  : routing::Kernel::None;
+    if (k == routing::Kernel::NativeGrouped) return grouped_backward(c, grad_output, output_mask);
+    if (k == routing::Kernel::NativeDepthwise) {
       const Tensor go = c.one_d ? grad_output.unsqueeze(2) : grad_output;
       auto [gi, gw, gb] = call_native_backward(go, c.input, c.weight, c.kernel_size, c.stride,
                                                c.padding, c.dilation, output_mask);

@@ -8,7 +8,8 @@
 //
 // The caller answers, per backend, "can this backend run this exact case in one
 // call?" with that backend's own check (use_mkldnn, xnnpack::use_convolution2d,
-// use_cpu_depthwise3x3_winograd, native_depthwise_conv2d_supports). This header
+// use_cpu_depthwise3x3_winograd, native_depthwise_conv2d_supports,
+// native_grouped_conv2d_supports). This header
 // only decides the order. GroupLoop (one slow conv per group + cat) is the last
 // resort and is always possible.
 //
@@ -18,21 +19,27 @@
 //       oneDNN+ACL only has an NHWC depthwise kernel (NCHW falls back to a gemm
 //       path), XNNPACK converts NCHW<->NHWC and repacks weights on each call.
 //   depthwise, NHWC      : Mkldnn (ACL/JIT depthwise), Xnnpack, Native
-//   grouped, inference   : ACL build: Xnnpack, Mkldnn   other builds: Mkldnn, Xnnpack
-//       ACL refuses grouped non-depthwise convs; oneDNN then runs its gemm
-//       path (one call, slow); XNNPACK runs them with its IGEMM kernels.
-//   training (backward)  : depthwise: Native, Mkldnn   grouped: Mkldnn
+//   grouped, inference   : ACL build: Xnnpack, NativeGrouped, Mkldnn
+//                          other builds: Mkldnn, NativeGrouped, Xnnpack
+//       ACL refuses grouped non-depthwise convs; oneDNN then runs its reference
+//       gemm (gemm:ref, one call, a scalar loop); XNNPACK runs fp32 ones with
+//       its IGEMM kernels, the native grouped kernel every dtype. Elsewhere
+//       oneDNN's JIT comes first; the native kernel takes what it refuses
+//       (oneDNN disabled or absent, fp16/bf16 on CPUs without them).
+//   training (backward)  : depthwise: Native, Mkldnn
+//                          grouped: ACL build: NativeGrouped, Mkldnn; others: Mkldnn, NativeGrouped
 //       Winograd and XNNPACK are inference-only.
 //
 // Runtime override: PYTORCH_GROUPED_CONV_BACKEND=auto|mkldnn|xnnpack|winograd|native|loop
 // forces one backend where that backend can run the case, else the default order
-// applies (so "native" on a non-depthwise conv is ignored rather than failing).
+// applies. "native" means the native kernel for the case: the depthwise one for
+// depthwise convs, the grouped one for the others.
 
 #include <cstring>
 
 namespace at::native::conv_routing {
 
-enum class Kernel { None, Mkldnn, Xnnpack, Winograd3x3, NativeDepthwise, GroupLoop };
+enum class Kernel { None, Mkldnn, Xnnpack, Winograd3x3, NativeDepthwise, GroupLoop, NativeGrouped };
 
 constexpr const char* kOverrideEnv = "PYTORCH_GROUPED_CONV_BACKEND";
 
@@ -45,7 +52,8 @@ struct Case {
   bool mkldnn = false;
   bool xnnpack = false;
   bool winograd = false;
-  bool native = false;
+  bool native = false;          // the native depthwise kernel
+  bool native_grouped = false;  // the native grouped kernel
 };
 
 inline const char* name(Kernel k) {
@@ -54,6 +62,7 @@ inline const char* name(Kernel k) {
     case Kernel::Xnnpack: return "xnnpack";
     case Kernel::Winograd3x3: return "winograd";
     case Kernel::NativeDepthwise: return "native";
+    case Kernel::NativeGrouped: return "native";
     case Kernel::GroupLoop: return "loop";
     case Kernel::None: break;
   }
@@ -80,6 +89,7 @@ inline bool accepts(const Case& c, Kernel k) {
     case Kernel::Xnnpack: return c.xnnpack && !c.need_backward;
     case Kernel::Winograd3x3: return c.winograd && c.depthwise && !c.need_backward;
     case Kernel::NativeDepthwise: return c.native && c.depthwise;
+    case Kernel::NativeGrouped: return c.native_grouped && !c.depthwise;
     case Kernel::GroupLoop: return true;
     case Kernel::None: break;
   }
@@ -94,7 +104,8 @@ struct Order {
 inline Order default_order(const Case& c) {
   if (c.need_backward) {
     if (c.depthwise) return Order{{Kernel::NativeDepthwise, Kernel::Mkldnn}};
-    return Order{{Kernel::Mkldnn}};
+    if (c.mkldnn_is_acl) return Order{{Kernel::NativeGrouped, Kernel::Mkldnn}};
+    return Order{{Kernel::Mkldnn, Kernel::NativeGrouped}};
   }
   if (c.depthwise) {
     if (c.channels_last) {
@@ -102,13 +113,16 @@ inline Order default_order(const Case& c) {
     }
     return Order{{Kernel::NativeDepthwise, Kernel::Winograd3x3, Kernel::Xnnpack, Kernel::Mkldnn}};
   }
-  if (c.mkldnn_is_acl) return Order{{Kernel::Xnnpack, Kernel::Mkldnn}};
-  return Order{{Kernel::Mkldnn, Kernel::Xnnpack}};
+  if (c.mkldnn_is_acl) return Order{{Kernel::Xnnpack, Kernel::NativeGrouped, Kernel::Mkldnn}};
+  return Order{{Kernel::Mkldnn, Kernel::NativeGrouped, Kernel::Xnnpack}};
 }
 
 // The kernel to run: the forced one if it accepts the case, else the first
 // accepting kernel of the default order, else GroupLoop.
 inline Kernel choose(const Case& c, Kernel forced = Kernel::None) {
+  if (forced == Kernel::NativeDepthwise || forced == Kernel::NativeGrouped) {
+    forced = c.depthwise ? Kernel::NativeDepthwise : Kernel::NativeGrouped;
+  }
   if (forced != Kernel::None && accepts(c, forced)) return forced;
   for (Kernel k : default_order(c).k) {
     if (k != Kernel::None && accepts(c, k)) return k;

@@ -11,6 +11,7 @@
 
 #include <ATen/native/ConvolutionMM3d.h>
 #include <ATen/native/DepthwiseConv2dNative.h>
+#include <ATen/native/GroupedConv2dNative.h>
 #include <ATen/ops/_convolution_native.h>
 #include <ATen/ops/convolution_backward_native.h>
 #include <torch/library.h>
@@ -26,7 +27,7 @@ using at::native::ConvBackend;
   X(MiopenDepthwise) X(MiopenTranspose) X(Mkldnn) X(MkldnnTranspose) X(MkldnnEmpty)       \
   X(NnpackSpatial) X(Overrideable) X(Slow2d) X(Slow3d) X(SlowDilated2d) X(SlowDilated3d)  \
   X(SlowTranspose2d) X(SlowTranspose3d) X(Winograd3x3Depthwise) X(Xnnpack2d) X(Mps)      \
-  X(MpsTranspose) X(CpuDepthwise2d)
+  X(MpsTranspose) X(CpuDepthwise2d) X(CpuGrouped2d)
 
 std::string backend_name(ConvBackend b) {
 #define GRAFT_CASE(name) if (b == ConvBackend::name) return #name;
@@ -119,7 +120,7 @@ TORCH_LIBRARY(graft_conv, m) {
 namespace at::native {
 // Stand-ins for what the graft does not compile and the wheel does not export: the 3-D
 // slow backward (never reached by these 2-D tests) and the SVE256 slots of the native
-// kernel's stubs (the kernel TU is compiled for DEFAULT only; DispatchStub falls back to it).
+// kernels' stubs (the kernel TUs are compiled for DEFAULT only; DispatchStub falls back to it).
 std::tuple<Tensor, Tensor, Tensor> slow_conv3d_backward_cpu(
     const Tensor&, const Tensor&, const Tensor&, IntArrayRef, IntArrayRef, IntArrayRef,
     std::array<bool, 3>) {
@@ -127,6 +128,8 @@ std::tuple<Tensor, Tensor, Tensor> slow_conv3d_backward_cpu(
 }
 REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_forward_stub, SVE256, nullptr)
 REGISTER_ARCH_DISPATCH(native_depthwise_conv2d_backward_stub, SVE256, nullptr)
+REGISTER_ARCH_DISPATCH(native_grouped_conv2d_forward_stub, SVE256, nullptr)
+REGISTER_ARCH_DISPATCH(native_grouped_conv2d_backward_stub, SVE256, nullptr)
 }  // namespace at::native
 
 // The patched build's CPU kernel of aten::_conv_depthwise2d (RegisterCPU.cpp in a real build;

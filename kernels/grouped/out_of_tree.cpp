@@ -1,0 +1,62 @@
+// Out-of-tree operators of the native CPU grouped convolution kernel (built by
+// recipe/addon.py -- the add-on wheel and `python build.py kernel` -- with
+// -DDWCONV_OUT_OF_TREE, into the same library as the native depthwise kernel).
+//
+// After torch.ops.load_library(path):
+//   * native_gconv::grouped_conv2d(input, weight, bias, stride, padding, dilation,
+//     groups) -> output (the input's memory format): ONE call for the whole
+//     grouped conv;
+//   * native_gconv::grouped_conv2d_backward(grad_output, input, weight, stride,
+//     padding, dilation, groups, output_mask) -> (grad_input, grad_weight,
+//     grad_bias) (undefined = None where the mask is false).
+// The routing shim (kernels/depthwise/out_of_tree.cpp) sends grouped F.conv1d /
+// F.conv2d calls and their backward here when the routing policy picks the native
+// kernel. In-tree there are no such operators: ConvBackend::CpuGrouped2d calls the
+// same functions inside aten::_convolution / aten::convolution_backward.
+
+#include <ATen/native/GroupedConv2dNative.h>
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/sum.h>
+#include <torch/library.h>
+
+#include <array>
+#include <c10/util/Optional.h>
+#include <tuple>
+
+namespace {
+
+using at::IntArrayRef;
+using at::Tensor;
+
+Tensor grouped_forward(const Tensor& input, const Tensor& weight, const c10::optional<Tensor>& bias,
+                       IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
+                       int64_t groups) {
+  return at::native::grouped_conv2d_cpu(input, weight, bias, stride, padding, dilation, groups);
+}
+
+std::tuple<Tensor, Tensor, Tensor> grouped_backward(
+    const Tensor& grad_output, const Tensor& input, const Tensor& weight, IntArrayRef stride,
+    IntArrayRef padding, IntArrayRef dilation, int64_t groups, std::array<bool, 3> output_mask) {
+  auto [grad_input, grad_weight] = at::native::grouped_conv2d_backward_cpu(
+      grad_output, input, weight, stride, padding, dilation, groups,
+      {output_mask[0], output_mask[1]});
+  Tensor grad_bias;
+  if (output_mask[2]) grad_bias = grad_output.sum(IntArrayRef{0, 2, 3});
+  return std::make_tuple(grad_input, grad_weight, grad_bias);
+}
+
+}  // namespace
+
+TORCH_LIBRARY(native_gconv, m) {
+  m.def("grouped_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+        "int[2] padding, int[2] dilation, int groups) -> Tensor");
+  m.def("grouped_conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, "
+        "int[2] stride, int[2] padding, int[2] dilation, int groups, bool[3] output_mask) "
+        "-> (Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(native_gconv, CPU, m) {
+  m.impl("grouped_conv2d", TORCH_FN(grouped_forward));
+  m.impl("grouped_conv2d_backward", TORCH_FN(grouped_backward));
+}
