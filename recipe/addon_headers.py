@@ -30,6 +30,10 @@ import sys
 import tempfile
 import zipfile
 
+from recipe.log import logger
+from recipe import locks
+from recipe.errors import EXIT_MISSING, BadInput
+from recipe.hashing import sha256_file
 from recipe import cache_dir
 
 ARCHES = ("aarch64", "x86_64")
@@ -138,18 +142,17 @@ _ELF_MACHINES = {0xB7: "aarch64", 0x3E: "x86_64"}
 EXPORTS_FILE = "exports.txt"
 
 
-class HeadersError(RuntimeError):
-    """No usable torch to build against; the message says what to do."""
+class HeadersError(BadInput):
+    """No usable torch to build against (a wrong --torch/--arch, no pinned wheel, headers
+    that do not match); the message says what to do. Exit status 2."""
 
 
 class TorchNotImportable(HeadersError):
     """No torch to build against: a missing prerequisite (exit status 3, README)."""
-    exit_code = 3
+    exit_code = EXIT_MISSING
 
 
-def log(msg):
-    sys.stderr.write("[addon] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("addon")
 
 
 class TorchHeaders(object):
@@ -195,14 +198,6 @@ def release_of(version):
         return "%s.%s.0" % m.groups() if m else (version or "")
     return "%s.%s.%s" % m.groups()
 
-
-def sha256_file(path):
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def elf_arch(path):
@@ -417,8 +412,7 @@ def from_wheel(wheel, sha256=None):
     digest = sha256 or sha256_file(wheel)
     root = _headers_root(os.path.basename(wheel), digest)
     if not _unpacked(root):
-        from recipe.emulation import file_lock
-        with file_lock(cache_dir("addon", ".headers.lock")):
+        with locks.waiting(cache_dir("addon", ".headers.lock")):
             if not _unpacked(root):
                 _unpack_wheel(wheel, root)
     return _from_unpacked(root, os.path.basename(wheel), digest)

@@ -33,6 +33,7 @@ import sys
 import tempfile
 from urllib.parse import unquote
 
+from recipe.hashing import sha256_file
 from recipe import addon_headers
 
 PROJECT = "torch-grouped-conv"
@@ -74,7 +75,7 @@ def describe_addon_wheel(path, base_url=None):
         recorded = man["wheel"]["sha256"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise pub.PublishError("{}: not an add-on manifest ({})".format(manifest_path, exc))
-    digest = pub.sha256_file(path)
+    digest = sha256_file(path)
     if recorded != digest:
         raise pub.PublishError("{}: the manifest records wheel sha256 {} but the wheel is {}: "
                                "rebuild it with `python build.py addon`".format(
@@ -103,7 +104,7 @@ def describe_addon_wheel(path, base_url=None):
         "recipe_version": man.get("recipe_version"),
         "requires_python": headers.get("Requires-Python"),
         "manifest": _pub().entry_url(base_url, os.path.basename(manifest_path)),
-        "manifest_sha256": pub.sha256_file(manifest_path),
+        "manifest_sha256": sha256_file(manifest_path),
         "metadata_sha256": hashlib.sha256(raw_meta).hexdigest(),
     }
     return entry, raw_meta

@@ -36,6 +36,8 @@ import sys
 import time
 from typing import Dict, List, Optional
 
+from recipe.log import logger
+
 MALLOC_TUNABLES = "glibc.malloc.mmap_threshold=2147483647:glibc.malloc.trim_threshold=4294967295"
 REEXEC_FLAG = "RECIPE_BENCH_REEXEC"
 
@@ -65,9 +67,7 @@ def _is_1d(name):
     return "conv1d" in name
 
 
-def log(msg):
-    sys.stderr.write("[bench] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("bench")
 
 
 def _maybe_reexec(args):

@@ -84,9 +84,11 @@ import time
 import urllib.request
 import zipfile
 
+from recipe.log import logger
 from recipe import cache_dir
-from recipe.emulation import (EmulationError, debian_mirror, ensure_wheels, file_lock,
-                              sha256_file, GUEST_SITE, WHEELS)
+from recipe import locks
+from recipe.emulation import EmulationError, debian_mirror, ensure_wheels, GUEST_SITE, WHEELS
+from recipe.hashing import sha256_file
 
 ARCHES = ("aarch64", "x86_64")
 COMPILERS = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "g++"}
@@ -161,9 +163,7 @@ class CrossBuildError(RuntimeError):
     pass
 
 
-def log(msg):
-    sys.stderr.write("[crossbuild] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("crossbuild")
 
 
 class CompileResult(object):
@@ -228,7 +228,7 @@ def wheel_include():
     marker = os.path.join(root, ".complete")
     if os.path.exists(marker):
         return inc
-    with file_lock(cache_dir("crossbuild", ".lock")):
+    with locks.waiting(cache_dir("crossbuild", ".lock")):
         if os.path.exists(marker):
             return inc
         try:
@@ -295,7 +295,7 @@ def extra_headers(arch):
 
     if done():
         return inc
-    with file_lock(cache_dir("crossbuild", ".lock")):
+    with locks.waiting(cache_dir("crossbuild", ".lock")):
         if done():
             return inc
         debdir = cache_dir("crossbuild", "debs")

@@ -36,9 +36,11 @@ import subprocess
 import sys
 import time
 
-from recipe import cache_dir
+from recipe.log import logger
+from recipe import cache_dir, locks
 from recipe.emulation import (Emulation, EmulationError, binfmt_works, debian_mirror,
-                              ensure_binfmt, file_lock, is_root, sha256_file)
+                              ensure_binfmt, is_root)
+from recipe.hashing import sha256_file
 
 SUITE = "trixie"
 DEBIAN_VERSION = "2.6.0+dfsg-7"
@@ -61,9 +63,7 @@ EXTRA_PACKAGES = ("python3-venv",)
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
-def log(msg):
-    sys.stderr.write("[debian-torch] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("debian-torch")
 
 
 def rootfs_path(arch):
@@ -162,7 +162,7 @@ def ensure_debian_torch(arch="amd64"):
     if _complete(root):
         return _emulation(root)
     os.makedirs(os.path.dirname(root), exist_ok=True)
-    with file_lock(cache_dir("debian-torch", ".lock-" + arch)):
+    with locks.waiting(cache_dir("debian-torch", ".lock-" + arch)):
         if not _complete(root):
             if os.path.lexists(root):
                 subprocess.run(["rm", "-rf", "--one-file-system", root])

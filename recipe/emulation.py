@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -65,7 +64,9 @@ import sys
 import tempfile
 import time
 
-from recipe import cache_dir
+from recipe.log import logger
+from recipe import cache_dir, locks
+from recipe.hashing import sha256_file
 
 SUITE = "bookworm"
 DEB_ARCH = "arm64"
@@ -137,34 +138,11 @@ class EmulationError(RuntimeError):
     """The harness cannot be set up; the message says what to install or do."""
 
 
-def log(msg):
-    sys.stderr.write("[emulation] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("emulation")
 
 
 # --------------------------------------------------------------------------- host helpers
 
-def sha256_file(path, bufsize=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(bufsize)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """Exclusive advisory lock (concurrent setups from parallel test runs serialise)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def is_root():
@@ -785,7 +763,7 @@ def ensure_emulation(verbose=True):
     emu = _quick_state()
     if emu is not None:
         return emu
-    with file_lock(cache_dir("emu", ".lock")):
+    with locks.waiting(cache_dir("emu", ".lock")):
         emu = _quick_state()
         if emu is not None:
             return emu

@@ -46,9 +46,11 @@ import sys
 import tempfile
 import time
 
+from recipe.log import logger
 from recipe import cache_dir
-from recipe.emulation import (EmulationError, PY_VERSION, ensure_emulation, file_lock,
-                              sha256_file, WHEELS as ROOTFS_WHEELS)
+from recipe import locks
+from recipe.emulation import EmulationError, PY_VERSION, ensure_emulation, WHEELS as ROOTFS_WHEELS
+from recipe.hashing import sha256_file
 
 TORCH_VERSION = "2.14.1"
 LOCAL_VERSION = "2.14.1+cu130"
@@ -137,9 +139,7 @@ CPUINFO_ENTRY = ("processor\t: %d\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtst
                  "CPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
 
 
-def log(msg):
-    sys.stderr.write("[emulation-cuda] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("emulation-cuda")
 
 
 def wheel_dir():
@@ -303,7 +303,7 @@ def ensure_cuda_torch():
     venv = venv_path()
     if _venv_complete(venv, wheels):
         return CudaTorch(emu, venv)
-    with file_lock(cache_dir("emu-cuda", ".lock")):
+    with locks.waiting(cache_dir("emu-cuda", ".lock")):
         if _venv_complete(venv, wheels):
             return CudaTorch(emu, venv)
         t0 = time.time()

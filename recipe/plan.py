@@ -17,20 +17,11 @@ import sys
 from recipe import RECIPE_VERSION, REPO_ROOT, cache_dir
 from recipe import detect, working_path
 from recipe import stamps as stamps_mod
+from recipe import compile_cache
 from recipe.config import Configs, ConfigError, version_tuple
 from recipe.errors import BadInput, OptionError, check_folder_option
 from recipe.steps import ORDER, module
 from recipe.steps import doctor
-
-# Environment variables that do not change what is built (kept out of the build's stamp key).
-VOLATILE_ENV = ("MAX_JOBS", "USE_CCACHE", "CMAKE_C_COMPILER_LAUNCHER", "CMAKE_CXX_COMPILER_LAUNCHER",
-                "CMAKE_CUDA_COMPILER_LAUNCHER")
-VOLATILE_PREFIXES = ("CCACHE_", "SCCACHE_")
-
-
-def stable_env(env):
-    """The build environment minus what only affects speed (jobs, compiler cache)."""
-    return {k: v for k, v in env.items() if k not in VOLATILE_ENV and not k.startswith(VOLATILE_PREFIXES)}
 
 DEFAULT_OPTIONS = {
     "target": None, "release": None, "configs": None, "source": None, "allow_dirty": False,
@@ -311,8 +302,10 @@ def make_plan(options, configs=None, host=None):
     p.expected_wheel = "torch-%s-cp%s-cp%s-%s.whl" % (p.build_version, py, py, plat)
 
     # -- environment
-    from recipe.steps import build as build_step
-    p.launcher, launcher_env = build_step.compiler_launcher(opts["cache"], opts["cache_url"], bool(p.cuda))
+    try:
+        p.launcher, launcher_env = compile_cache.launcher(opts["cache"], opts["cache_url"], bool(p.cuda))
+    except compile_cache.CacheError as e:
+        raise PlanError([str(e)], ["--cache none, or fix --cache-url"])
     if opts["cache"] in ("ccache", "sccache") and not p.launcher:
         p.warnings.append("--cache %s: %s is not on PATH; building without a compiler cache"
                           % (opts["cache"], opts["cache"]))

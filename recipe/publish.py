@@ -35,14 +35,15 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 import zipfile
 from email.parser import HeaderParser
 from typing import Dict, List, Optional
 from urllib.parse import quote
 
+from recipe.hashing import sha256_file
 from recipe import REPO_ROOT
+from recipe.errors import RecipeError
 
 INDEX_SCHEMA = "torch-arm-recipe/wheel-index"
 INDEX_SCHEMA_VERSION = 2  # the newest understood; 2 = add-on entries (recipe/addon_index.py)
@@ -56,7 +57,7 @@ WHEEL_RE = re.compile(
     r"-(?P<py>[^\s-]+?)-(?P<abi>[^\s-]+?)-(?P<plat>[^\s-]+?)\.whl$")
 
 
-class PublishError(Exception):
+class PublishError(RecipeError):
     pass
 
 
@@ -77,13 +78,6 @@ def python_from_tag(tag):
     m = re.match(r"^(?:cp|py)(\d)(\d+)$", tag or "")
     return "{}.{}".format(m.group(1), m.group(2)) if m else None
 
-
-def sha256_file(path, bufsize=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(bufsize), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def empty_index():
@@ -439,21 +433,10 @@ def main(argv=None):
     from recipe.errors import OptionError, check_folder_option
     args = build_parser().parse_args(argv)
     if args.base_url and not _is_absolute_url(args.base_url):
-        print("error: --base-url must be an absolute URL like https://host/path", file=sys.stderr)
-        return 2
-    try:
-        check_folder_option("--wheels", args.wheels)
-        check_folder_option("--out", args.out)
-    except OptionError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return exc.exit_code
-    try:
-        publish(args.wheels, args.out, args.base_url, keep_remote=args.keep_remote)
-    except PublishError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+        raise OptionError("--base-url", args.base_url, "not an absolute URL",
+                          "give one like https://host/path")
+    check_folder_option("--wheels", args.wheels)
+    check_folder_option("--out", args.out)
+    publish(args.wheels, args.out, args.base_url, keep_remote=args.keep_remote)  # PublishError: 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

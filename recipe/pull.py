@@ -98,7 +98,7 @@ def resolve_target(name, root="/"):
         try:
             chosen, reason = plan_resolve(name, cfg, probe_host(root))
         except Exception as exc:  # ConfigError: unknown target, with the known ones
-            raise errors.BadInput("--target: %s" % exc)
+            raise errors.BadInput("--target: %s" % "; ".join(getattr(exc, "errors", None) or [str(exc)]))
     else:
         chosen, reason = detect.resolve(name, detect.BUILTIN_ALIASES, detect.BUILTIN_FACTS,
                                         detect.read_board(root))
@@ -816,15 +816,9 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     errors.raise_on_sigterm()  # SIGTERM cleans up like Ctrl-C: no file is left
     try:
-        return run(args)
-    except errors.RecipeError as exc:  # PullError (1), OptionError (2)
-        print("error: {}".format(exc), file=sys.stderr)
-        return exc.exit_code
+        return run(args)  # PullError (1), OptionError (2): recipe/cli.py reports them
     except KeyboardInterrupt as exc:
         print("error: interrupted ({}); nothing was installed and no file is left".format(
             "SIGTERM" if isinstance(exc, errors.Terminated) else "Ctrl-C"), file=sys.stderr)
         return errors.interrupt_exit_code(exc)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -43,8 +43,11 @@ import tempfile
 import time
 import urllib.request
 
+from recipe.log import logger
 from recipe import cache_dir
-from recipe.emulation import debian_mirror, file_lock, sha256_file, EmulationError
+from recipe import locks
+from recipe.emulation import debian_mirror, EmulationError
+from recipe.hashing import sha256_file
 
 PACKAGE = "pytorch"
 DEBIAN_VERSION = "2.6.0+dfsg-7"
@@ -70,9 +73,7 @@ class SourceError(RuntimeError):
     """The PyTorch source cannot be obtained or failed verification."""
 
 
-def log(msg):
-    sys.stderr.write("[pytorch-source] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("pytorch-source")
 
 
 def source_root():
@@ -235,7 +236,7 @@ def ensure_pytorch_source():
     tree = tree_path()
     if _tree_complete(tree):
         return tree
-    with file_lock(os.path.join(source_root(), ".lock")):
+    with locks.waiting(os.path.join(source_root(), ".lock")):
         if _tree_complete(tree):
             return tree
         if os.path.lexists(tree):

@@ -35,14 +35,15 @@ def in_ci():
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def unavailable(what, err):
-    """Skip (printing why) outside CI; fail under CI."""
+def unavailable(what, err, module=False):
+    """Skip (printing why) outside CI; fail under CI. The one way a test is skipped for a
+    missing prerequisite (module=True: at import time, the whole file)."""
     msg = "%s unavailable: %s" % (what, err)
     if in_ci():
         pytest.fail(msg + "\n(CI is set: a missing prerequisite is a failure, not a skip)",
                     pytrace=False)
     sys.stderr.write("\nSKIP: %s\n" % msg)
-    pytest.skip(msg)
+    pytest.skip(msg, allow_module_level=module)
 
 
 def pytest_addoption(parser):

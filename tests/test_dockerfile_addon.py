@@ -33,7 +33,7 @@ def commands():
     try:
         import dockerfile
     except ImportError:
-        pytest.skip("the Dockerfile parser is missing: pip install %s (tools/test.sh)"
+        unavailable("the Dockerfile parser", "pip install %s (tools/test.sh)"
                     % td.DOCKERFILE_PARSER_PIN)
     return dockerfile.parse_file(DOCKERFILE)
 

@@ -8,6 +8,12 @@
                          the plan shows and what the stamp hashes; "errors" (what would make
                          the step fail) make the plan fail at once
     run(ctx)             -> results (a JSON-able dict kept in the stamp); raises StepError
+    run_first_with_only(plan)
+                         (optional) steps whose run() the runner calls first under --only
+                         (patch: the sources checks of a --source tree)
+
+A step imports neither the plan nor another step; shared helpers live in recipe/ (proc,
+git, patch_state, stamps, ...).
 
 `describe` never touches the disk beyond reading; `run` does the work.
 """
@@ -15,11 +21,13 @@ from __future__ import annotations
 
 import importlib
 
+from recipe.errors import RecipeError
+
 ORDER = ("doctor", "sources", "acl", "patch", "build", "repair", "verify", "manifest")
 
 
-class StepError(Exception):
-    """A step failed; the message says what happened and what to do."""
+class StepError(RecipeError):
+    """A step failed; the message says what happened and what to do (exit status 1)."""
 
     def __init__(self, message, log_path=None):
         super().__init__(message)
