@@ -464,13 +464,6 @@ def wheel_dir():
     return cache_dir("addon", "wheels")
 
 
-def _known_copies(filename):
-    """Where an already-downloaded copy of this wheel may be (the emulation harness
-    downloads the 2.6.0 aarch64 wheel too)."""
-    from recipe.emulation import wheel_dir as emu_wheels
-    return [os.path.join(wheel_dir(), filename), os.path.join(emu_wheels(), filename)]
-
-
 def pin_line(version, arch, requirement, filename, size, sha):
     return "    (%r, %r): (\n        %r, %r, %d,\n        %r)," % (
         version, arch, requirement, filename, size, sha)
@@ -508,10 +501,8 @@ def pinned_wheel_headers(pin):
     root = _headers_root(filename, sha)
     if _unpacked(root):
         return _from_unpacked(root, filename, sha)
-    for path in _known_copies(filename):
-        if os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha:
-            break
-    else:
+    path = os.path.join(wheel_dir(), filename)
+    if not (os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha):
         arch = _wheel_name_facts(filename)[1]
         path = _pip_download(requirement, arch, sha, _file_platforms(filename))
         if os.path.basename(path) != filename or os.path.getsize(path) != size or \

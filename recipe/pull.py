@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html.parser
 import json
 import os
 import platform
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -35,13 +35,13 @@ from urllib import request as urlrequest
 from urllib.parse import unquote, urljoin, urlsplit
 from urllib.request import Request, url2pathname
 
-from recipe import REPO_ROOT, RECIPE_VERSION, detect, errors
-from recipe.publish import (INDEX_SCHEMA, MANIFEST_SUFFIX, PublishError, manifest_fields,
-                            normalize_name, parse_wheel_filename, python_from_tag,
-                            validate_index)
+from recipe import REPO_ROOT, RECIPE_VERSION, addon_headers, addon_index, detect, errors
+from recipe.wheelindex import (INDEX_SCHEMA, MANIFEST_SUFFIX, WheelIndexError, manifest_fields,
+                               normalize_name, parse_simple_page, parse_wheel_filename,
+                               python_from_tag, validate_index)
 
 DEFAULT_INDEX = os.path.join(REPO_ROOT, "wheels", "index.json")
-DEFAULT_RELEASE = "2.6.0"
+RELEASES_DIR = os.path.join(REPO_ROOT, "configs", "releases")
 PROJECT = "torch"
 USER_AGENT = "torch-arm-recipe-pull/" + RECIPE_VERSION
 DEFAULT_TIMEOUT = 60.0    # seconds without a byte: the server stalls
@@ -277,43 +277,6 @@ def fetch_text(url, timeout, deadline=DEFAULT_DEADLINE):
         raise PullError("{} is not {} text: not an index".format(url, charset))
 
 
-class _Anchors(html.parser.HTMLParser):
-    def __init__(self):
-        html.parser.HTMLParser.__init__(self)
-        self.links = []  # (href, attrs dict, text)
-        self._cur = None
-
-    def handle_starttag(self, tag, attrs):
-        if tag == "a":
-            self._cur = [dict(attrs), ""]
-
-    def handle_data(self, data):
-        if self._cur is not None:
-            self._cur[1] += data
-
-    def handle_endtag(self, tag):
-        if tag == "a" and self._cur is not None:
-            attrs, text = self._cur
-            if attrs.get("href"):
-                self.links.append((attrs["href"], attrs, text.strip()))
-            self._cur = None
-
-
-def parse_simple_page(text, page_url):
-    """PEP 503 anchors -> [(absolute url without fragment, sha256 or None, attrs, text)]."""
-    p = _Anchors()
-    p.feed(text)
-    out = []
-    for href, attrs, label in p.links:
-        full = urljoin(page_url, href)
-        url, _, frag = full.partition("#")
-        sha = None
-        if frag.startswith("sha256="):
-            sha = frag[len("sha256="):].lower()
-        out.append((url, sha, attrs, label))
-    return out
-
-
 def _local_label_facts(version):
     """Target/CUDA hints from a local version label (`2.6.0+jetson.agx.orin.cu126`)."""
     local = version.partition("+")[2].lower()
@@ -414,7 +377,7 @@ def load_index(index, timeout=DEFAULT_TIMEOUT, log=print, deadline=DEFAULT_DEADL
             validate_index(data, index)
         except ValueError as exc:
             raise PullError("{} is not valid JSON: {}".format(index, exc))
-        except PublishError as exc:
+        except WheelIndexError as exc:
             raise PullError(str(exc))
         return [_index_entry(w, i, index, base) for i, w in enumerate(data["wheels"])]
     if "<a" not in text.lower() and "<html" not in text.lower():
@@ -704,6 +667,101 @@ def install(wheel_path, version, no_deps=False, pip_args=(), python=None):
 
 
 # ---------------------------------------------------------------------------------------
+# pull --addon: the add-on for the torch this interpreter imports (recipe/addon_index.py)
+
+def _addon_entries_from_simple(index, timeout):
+    """Add-on entries of a PEP 503 index (root or project page): facts from file names."""
+    base = index if index.endswith("/") or index.endswith(".html") else index + "/"
+    links = parse_simple_page(fetch_text(base, timeout), base)
+    if not any(addon_index.is_addon_wheel(unquote(u.rsplit("/", 1)[-1])) for u, _, _, _ in links):
+        proj = [u for u, _, _, text in links if normalize_name(text) == addon_index.PROJECT]
+        if not proj:
+            return []
+        page = proj[0] if proj[0].endswith("/") else proj[0] + "/"
+        links = parse_simple_page(fetch_text(page, timeout), page)
+    out = []
+    for url, sha, attrs, label in links:
+        filename = unquote(url.rsplit("/", 1)[-1])
+        info = parse_wheel_filename(filename)
+        if not addon_index.is_addon_wheel(filename):
+            continue
+        m = re.search(r"\+torch(\d+\.\d+\.\d+)$", info["version"])
+        arch = next((a for a in addon_headers.ARCHES if info["plat"].endswith(a)), None)
+        out.append({"kind": "addon", "filename": filename, "url": url, "sha256": sha,
+                    "size": None, "version": info["version"], "torch": m.group(1) if m else None,
+                    "arch": arch, "cxx11_abi": None, "platform_tag": info["plat"]})
+    return out
+
+
+def addon_entries(index, timeout=60):
+    is_json = index.endswith(".json") or (os.path.isdir(index) and os.path.exists(
+        os.path.join(index, "index.json")))
+    if not is_json and not (_is_url(index) or os.path.isdir(index)):
+        is_json = True  # a local file: load_index says what is wrong with it
+    if is_json:
+        return [e for e in load_index(index, timeout=timeout) if e.get("kind") == "addon"]
+    return _addon_entries_from_simple(index, timeout)
+
+
+def select_addon(entries, torch_version, arch, cxx11_abi):
+    """The best add-on entry for this torch, or PullError listing what the index has."""
+    release = addon_headers.release_of(torch_version)
+    cands = [e for e in entries if e.get("arch") == arch and addon_index.release_line(e.get("torch")) ==
+             addon_index.release_line(release) and e.get("cxx11_abi") in (None, cxx11_abi)]
+    if not cands:
+        have = "\n".join("  {} (torch {}, {}, C++ ABI {})".format(
+            e["filename"], e.get("torch"), e.get("arch"),
+            "?" if e.get("cxx11_abi") is None else e["cxx11_abi"]) for e in entries) \
+            or "  (no add-on in this index)"
+        raise PullError(
+            "no torch-grouped-conv add-on in the index for torch {} ({}, C++ ABI {}).\n"
+            "The index has:\n{}\n"
+            "Build it on this machine instead (minutes): python build.py addon --install"
+            .format(torch_version, arch, cxx11_abi, have))
+    cands.sort(key=lambda e: (e.get("torch") == release, _version_key(e.get("recipe_version")),
+                              _version_key(e.get("version")), e["filename"]))
+    return cands[-1]
+
+
+def pull_addon(args):
+    """`build.py pull --addon`: args from pull.build_parser(). Raises PullError."""
+    try:
+        facts = addon_headers.installed_facts(sys.executable)
+    except addon_headers.HeadersError as exc:
+        raise PullError(str(exc))
+    print("pull --addon: this torch is {} ({}, C++ ABI {}, {})".format(
+        facts["version"], facts["arch"], facts["cxx11_abi"], facts["root"]))
+    entry = select_addon(addon_entries(args.index, args.timeout), facts["version"],
+                         facts["arch"], facts["cxx11_abi"])
+    print("pull --addon: {} <- {}".format(entry["filename"], entry["url"]))
+    if args.dry_run:
+        return 0
+    if args.download_only:
+        path = download(entry["url"], args.download_only, entry["filename"], entry["sha256"],
+                        entry.get("size"), timeout=args.timeout, progress=not args.quiet)
+        print("pull --addon: verified sha256 {}; saved {}".format(entry["sha256"], path))
+        return 0
+    tmpdir = tempfile.mkdtemp(prefix="addon-pull-")
+    try:
+        path = download(entry["url"], tmpdir, entry["filename"], entry["sha256"],
+                        entry.get("size"), timeout=args.timeout, progress=not args.quiet)
+        print("pull --addon: verified sha256 {}; installing into {}".format(
+            entry["sha256"], sys.prefix))
+        cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--force-reinstall"] \
+            + list(args.pip_arg) + [path]
+        print("+ " + " ".join(cmd), flush=True)
+        rc = subprocess.call(cmd)
+        if rc != 0:
+            raise PullError("pip install of the verified add-on failed (exit {}); see pip's "
+                            "message above".format(rc))
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+    print("pull --addon: installed {}; `python -m torch_grouped_conv` shows its status"
+          .format(entry["filename"]))
+    return 0
+
+
+# ---------------------------------------------------------------------------------------
 # CLI
 
 
@@ -717,6 +775,14 @@ def positive_seconds(text):
     return value
 
 
+def default_release():
+    """The newest release line the recipe carries (configs/releases/X.Y.Z.yaml; no PyYAML
+    needed to read a file name)."""
+    names = [f[:-len(".yaml")] for f in os.listdir(RELEASES_DIR)
+             if re.match(r"^\d+\.\d+\.\d+\.yaml$", f)]
+    return max(names, key=lambda n: tuple(int(x) for x in n.split(".")))
+
+
 def build_parser():
     p = argparse.ArgumentParser(
         prog="build.py pull",
@@ -724,7 +790,7 @@ def build_parser():
                     "sha256, then install it into this Python (or only download it).")
     p.add_argument("--target", default="jetson-agx",
                    help="target or alias (default: %(default)s: Orin or Xavier, detected)")
-    p.add_argument("--release", default=DEFAULT_RELEASE, help="default: %(default)s")
+    p.add_argument("--release", default=default_release(), help="default: %(default)s")
     p.add_argument("--index", default=DEFAULT_INDEX,
                    help="index.json (path or URL) or a PEP 503 simple index URL "
                         "(default: wheels/index.json of this repository)")
@@ -757,7 +823,6 @@ def build_parser():
 def run(args):
     errors.check_folder_option("--download-only", args.download_only)
     if args.addon:
-        from recipe.addon_index import pull_addon
         return pull_addon(args)
     target, why = resolve_target(args.target)
     facts = _target_facts(target)

@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ship_helpers as sh  # noqa: E402
 
 sys.path.insert(0, sh.REPO)
-from recipe import cli, publish, pull  # noqa: E402
+from recipe import cli, publish, pull, wheelindex  # noqa: E402
 from recipe.hashing import sha256_file  # noqa: E402
 
 BUILD_PY = os.path.join(sh.REPO, "build.py")
@@ -397,7 +397,7 @@ class Hostile(object):
              "python": "{}.{}".format(*sys.version_info[:2]), "cuda": None,
              "version": HOST_VERSION}
         e.update(kw)
-        self.index = {"schema": publish.INDEX_SCHEMA, "schema_version": 1, "wheels": [e]}
+        self.index = {"schema": wheelindex.INDEX_SCHEMA, "schema_version": 1, "wheels": [e]}
         return self.url + "/index.json"
 
     def __enter__(self):

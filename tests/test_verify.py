@@ -148,8 +148,13 @@ def test_no_mkldnn_table_names_failing_cases():
     assert SEED in tail and "384 backend calls per conv (384 x aten::thnn_conv2d)" in tail
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def _need_onednn():
+    if not torch.backends.mkldnn.is_available():
+        unavailable("oneDNN in the host's torch", "this torch was built without it")
+
+
 def test_onednn_serves_grouped_convs_as_one_call():
+    _need_onednn()
     report = verify.run_verify(verify.VerifyOptions(cases="fp32", timing=False, threads=1))
     served = [c for c in report.cases if c["selected_backend"] == "Mkldnn"]
     assert len(served) >= 20
@@ -164,8 +169,8 @@ def test_onednn_serves_grouped_convs_as_one_call():
     assert all(f["name"] not in {c["name"] for c in served} for f in report.failures)
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 def test_timing_speedup_over_forced_loop_and_allow_loop():
+    _need_onednn()
     report = verify.run_verify(verify.VerifyOptions(
         cases="2d-dw-c64-28x28-k3s1p1-fp32-nchw-inf,2d-dw-c64-28x28-k3s1p1-fp16-nchw-inf,"
               "3d-dw-c32-8x16x16-k3s1p1-fp32-nchw-inf",

@@ -169,7 +169,7 @@ def ensure_host_packages(tools=HOST_TOOLS):
     if not is_root() or shutil.which("apt-get") is None:
         raise EmulationError(
             "missing host packages: %s. Install them (Debian/Ubuntu: `sudo apt-get install -y %s`)"
-            " and run `python3 -m recipe.emulation setup` again."
+            " and run `python3 -m tests.harness.emulation setup` again."
             % (", ".join(missing), " ".join(missing)))
     log("installing host packages: %s" % " ".join(missing))
     subprocess.run(["apt-get", "update"], check=True, env=_apt_env())
@@ -779,7 +779,7 @@ def ensure_emulation(verbose=True):
         if not _rootfs_complete(root):
             if not is_root():
                 raise EmulationError("building the arm64 rootfs needs root (debootstrap, "
-                                     "chroot): run `sudo python3 -m recipe.emulation setup`")
+                                     "chroot): run `sudo python3 -m tests.harness.emulation setup`")
             build_rootfs(mode)
         emu = Emulation(root, mode)
         if not _site_complete(root):
@@ -817,7 +817,7 @@ def _cwd_bind():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m recipe.emulation",
+    p = argparse.ArgumentParser(prog="python -m tests.harness.emulation",
                                 description="aarch64 qemu-user emulation harness")
     sub = p.add_subparsers(dest="cmd")
     sub.add_parser("setup", help="set up (or verify) the rootfs, binfmt and wheels")

@@ -49,7 +49,7 @@ import time
 from recipe.log import logger
 from recipe import cache_dir
 from recipe import locks
-from recipe.emulation import EmulationError, PY_VERSION, ensure_emulation, WHEELS as ROOTFS_WHEELS
+from tests.harness.emulation import EmulationError, PY_VERSION, ensure_emulation, WHEELS as ROOTFS_WHEELS
 from recipe.hashing import sha256_file
 
 TORCH_VERSION = "2.14.1"
@@ -189,7 +189,7 @@ def ensure_wheels():
                                          "sha256 %s" % (fn, size, sha))
                 os.replace(os.path.join(tmp, fn), os.path.join(wdir, fn))
         log("downloaded in %.0f s" % (time.time() - t0))
-    from recipe.emulation import ensure_wheels as ensure_rootfs_wheels
+    from tests.harness.emulation import ensure_wheels as ensure_rootfs_wheels
     numpy = [p for p in ensure_rootfs_wheels() if os.path.basename(p) == NUMPY[1]]
     return [os.path.join(wdir, w[1]) for w in WHEELS] + numpy
 
@@ -340,7 +340,7 @@ def ensure_cuda_torch():
 
 
 def main(argv=None):
-    """python3 -m recipe.emulation_cuda: set up, then `import torch` once under qemu."""
+    """python3 -m tests.harness.emulation_cuda: set up, then `import torch` once under qemu."""
     try:
         ct = ensure_cuda_torch()
     except EmulationError as e:

@@ -13,7 +13,7 @@ Fetching, in order:
    (``Dir::Etc::SourceList``, ``Dir::Etc::SourceParts=/dev/null``, private
    ``Dir::State::Lists`` and ``Dir::Cache``): the host's apt state is not touched. The
    mirror is read from this machine's apt configuration at run time
-   (`recipe.emulation.debian_mirror`). apt checks the archive signature and the hashes in
+   (`tests.harness.emulation.debian_mirror`). apt checks the archive signature and the hashes in
    the Sources index.
 3. If apt cannot (no apt-get/keyring, or the archive has moved on to a newer Debian
    revision of 2.6.0 so `=2.6.0+dfsg-7` is no longer indexed; the orig tarball is shared by
@@ -46,7 +46,7 @@ import urllib.request
 from recipe.log import logger
 from recipe import cache_dir
 from recipe import locks
-from recipe.emulation import debian_mirror, EmulationError
+from tests.harness.emulation import debian_mirror, EmulationError
 from recipe.hashing import sha256_file
 
 PACKAGE = "pytorch"

@@ -87,7 +87,7 @@ import zipfile
 from recipe.log import logger
 from recipe import cache_dir
 from recipe import locks
-from recipe.emulation import EmulationError, debian_mirror, ensure_wheels, GUEST_SITE, WHEELS
+from tests.harness.emulation import EmulationError, debian_mirror, ensure_wheels, GUEST_SITE, WHEELS
 from recipe.hashing import sha256_file
 
 ARCHES = ("aarch64", "x86_64")
@@ -206,7 +206,7 @@ def compiler(arch):
     exe = shutil.which(COMPILERS[arch])
     if exe is None:
         raise CrossBuildError("%s not found: apt-get install -y %s (or run "
-                              "`python3 -m recipe.emulation setup`, which installs it)"
+                              "`python3 -m tests.harness.emulation setup`, which installs it)"
                               % (COMPILERS[arch], COMPILER_PACKAGES[arch]))
     return exe
 
@@ -446,7 +446,7 @@ def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=()
     if torch_site is None:
         if arch != "aarch64":
             raise ValueError("build_graft(arch='x86_64') needs torch_site")
-        from recipe.emulation import ensure_emulation
+        from tests.harness.emulation import ensure_emulation
         torch_site = ensure_emulation().torch_site
     torch_site = os.path.abspath(torch_site)
     lib = os.path.join(torch_site, "lib")
@@ -479,9 +479,9 @@ def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=()
 
 
 def main(argv=None):
-    """python -m recipe.crossbuild check TU [--arch A] [--tree DIR]: one compile check."""
+    """python -m tests.harness.crossbuild check TU [--arch A] [--tree DIR]: one compile check."""
     import argparse
-    p = argparse.ArgumentParser(prog="python -m recipe.crossbuild")
+    p = argparse.ArgumentParser(prog="python -m tests.harness.crossbuild")
     p.add_argument("tu")
     p.add_argument("--arch", default="aarch64", choices=ARCHES)
     p.add_argument("--tree", default=None, help="(patched) PyTorch source tree")
