@@ -31,7 +31,7 @@ import tempfile
 import zipfile
 
 from recipe.log import logger
-from recipe import locks
+from recipe import download, locks
 from recipe.errors import EXIT_MISSING, BadInput
 from recipe.hashing import sha256_file
 from recipe import cache_dir
@@ -525,29 +525,11 @@ def _pip_download(requirement, arch, sha, platforms=None):
     """pip download of one torch wheel for `arch` into wheel_dir(); returns its path. With a
     sha256 (--require-hashes) pip takes exactly that file, even where another build of the
     same version lies in a local find-links folder (e.g. 2.13.0+cpu beside PyPI's 2.13.0)."""
-    dest = wheel_dir()
-    os.makedirs(dest, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".dl-") as tmp:
-        reqs = os.path.join(tmp, "requirements.txt")
-        with open(reqs, "w") as f:
-            f.write(requirement + (" --hash=sha256:%s" % sha if sha else "") + "\n")
-        platforms = platforms or WHEEL_PLATFORMS[arch]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", WHEEL_PYTHON,
-               "--implementation", "cp", "--abi", "cp" + WHEEL_PYTHON.replace(".", ""),
-               "--dest", tmp, "-r", reqs, "--disable-pip-version-check"]
-        for tag in platforms:
-            cmd += ["--platform", tag]
-        if sha:
-            cmd.append("--require-hashes")
-        log("downloading %s for %s (pip download --platform %s)"
-            % (requirement, arch, " ".join(platforms)))
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True)
-        got = [f for f in os.listdir(tmp) if f.endswith(".whl")]
-        if r.returncode != 0 or len(got) != 1:
-            raise HeadersError("pip download of %s for %s failed (is the package index "
-                               "reachable?):\n%s" % (requirement, arch, r.stdout[-3000:]))
-        final = os.path.join(dest, got[0])
-        os.replace(os.path.join(tmp, got[0]), final)
-    return final
+    platforms = platforms or WHEEL_PLATFORMS[arch]
+    log("downloading %s for %s (pip download --platform %s)"
+        % (requirement, arch, " ".join(platforms)))
+    try:
+        path, = download.pip_download([(requirement, sha)], wheel_dir(), platforms, WHEEL_PYTHON)
+    except download.DownloadError as e:
+        raise HeadersError(str(e))
+    return path

@@ -64,9 +64,9 @@ import sys
 import tempfile
 import time
 
-from recipe.log import logger
-from recipe import cache_dir, locks
+from recipe import cache_dir, download, locks
 from recipe.hashing import sha256_file
+from recipe.log import logger
 
 SUITE = "bookworm"
 DEB_ARCH = "arm64"
@@ -351,10 +351,6 @@ def wheel_dir():
     return cache_dir("emu", "wheels")
 
 
-def _wheel_ok(path, size, sha):
-    return os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha
-
-
 def ensure_wheels(verify=False, wheels=WHEELS):
     """Download (on the host) and verify pinned aarch64 wheels (default: the rootfs's set,
     WHEELS; entries are (requirement, file name, size, sha256)); returns their paths."""
@@ -372,30 +368,13 @@ def ensure_wheels(verify=False, wheels=WHEELS):
     if todo:
         log("downloading %d aarch64 wheel(s) with pip (host side, --platform %s)"
             % (len(todo), PLATFORM))
-        with tempfile.TemporaryDirectory(dir=wdir, prefix=".dl-") as tmp:
-            reqs = os.path.join(tmp, "requirements.txt")
-            with open(reqs, "w") as f:
-                for req, fn, size, sha in todo:
-                    f.write("%s --hash=sha256:%s\n" % (req, sha))
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-                   "--only-binary=:all:", "--platform", PLATFORM,
-                   # older wheels (torch 2.1) are tagged manylinux2014 only; hashes pin the files
-                   "--platform", "manylinux2014_aarch64",
-                   "--python-version", PY_VERSION, "--implementation", "cp",
-                   "--abi", "cp" + PY_VERSION.replace(".", ""),
-                   "--dest", tmp, "-r", reqs, "--disable-pip-version-check"]
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True)
-            if r.returncode != 0:
-                raise EmulationError("pip download of the aarch64 wheels failed (is pip "
-                                     "installed and the package index reachable?):\n%s"
-                                     % r.stdout[-4000:])
-            for req, fn, size, sha in todo:
-                src = os.path.join(tmp, fn)
-                if not _wheel_ok(src, size, sha):
-                    raise EmulationError("downloaded %s does not match the pinned size %d / "
-                                         "sha256 %s" % (fn, size, sha))
-                os.replace(src, os.path.join(wdir, fn))
+        try:
+            # older wheels (torch 2.1) are tagged manylinux2014 only; hashes pin the files
+            download.pip_download([(req, sha) for req, _, _, sha in todo], wdir,
+                                  [PLATFORM, "manylinux2014_aarch64"], PY_VERSION,
+                                  expected={fn: (size, sha) for _, fn, size, sha in todo})
+        except download.DownloadError as e:
+            raise EmulationError(str(e))
     known = {}
     with contextlib.suppress(OSError, ValueError):
         with open(stamp) as f:
