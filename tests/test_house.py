@@ -84,6 +84,16 @@ def test_steps_import_neither_the_plan_nor_each_other():
     assert not {k: v for k, v in bad.items() if v}
 
 
+def test_every_step_has_the_step_interface():
+    from recipe.steps import ORDER, Step, module
+    for i, name in enumerate(ORDER):
+        mod = module(name)
+        assert mod.NAME == name and isinstance(mod.TITLE, str) and mod.TITLE
+        assert set(mod.DEPENDS) <= set(ORDER[:i]), "%s depends on a later step" % name
+        for fn in [m for m in vars(Step) if not m.startswith("_") and callable(getattr(Step, m))]:
+            assert callable(getattr(mod, fn, None)), "%s has no %s()" % (name, fn)
+
+
 def test_the_product_never_imports_the_test_harness():
     _, edges = _graph()
     bad = {m: sorted(d for d in deps if d.startswith("tests")) for m, deps in edges.items()}

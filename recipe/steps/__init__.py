@@ -20,8 +20,14 @@ git, patch_state, stamps, ...).
 from __future__ import annotations
 
 import importlib
+import sys
 
 from recipe.errors import RecipeError
+
+if sys.version_info >= (3, 8):
+    from typing import Protocol
+else:  # pragma: no cover - the recipe runs on 3.8+
+    Protocol = object
 
 ORDER = ("doctor", "sources", "acl", "patch", "build", "repair", "verify", "manifest")
 
@@ -34,7 +40,19 @@ class StepError(RecipeError):
         self.log_path = log_path
 
 
-def module(name):
+class Step(Protocol):
+    """What a step module provides (the module itself is the object; see the top of this file)."""
+
+    NAME: str
+    TITLE: str
+    DEPENDS: tuple
+
+    def describe(self, plan) -> dict: ...
+
+    def run(self, ctx) -> dict: ...
+
+
+def module(name) -> Step:
     return importlib.import_module("recipe.steps." + name)
 
 
