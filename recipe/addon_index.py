@@ -1,5 +1,5 @@
 """Add-on wheels in the index: what `publish` writes for them (`pull --addon` reads it:
-recipe/pull.py).
+recipe/pull/addon.py).
 
 publish (recipe/publish.py calls `describe_addon_wheel` for every torch_grouped_conv wheel and
 `write_line_indexes` after the simple index): an index.json entry of kind "addon" per wheel::
@@ -17,7 +17,7 @@ then picks the one for your torch. (On the full page pip would pick the newest a
 newest torch, since the add-on declares no dependency on torch: pin its version there,
 ``torch-grouped-conv==0.1.0+torch2.6.0``.)
 
-pull --addon (recipe/pull.py) picks the add-on for the torch its interpreter imports (same
+pull --addon (recipe/pull/addon.py) picks the add-on for the torch its interpreter imports (same
 release line X.Y, same architecture and C++ ABI; the exact release X.Y.Z preferred), downloads
 it with pull's own verified download (size and sha256 checked before pip sees the file) and
 installs it with ``pip install --no-deps``. No match: what the index has, and the
