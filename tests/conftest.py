@@ -72,6 +72,23 @@ def pytest_collection_modifyitems(config, items):
                         item.add_marker(getattr(pytest.mark, m))
 
 
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        session.config.workeroutput["recipe_slow_deselected"] = getattr(
+            session.config, "_recipe_slow_deselected", 0)
+
+
+try:
+    import xdist  # noqa: F401  (tools/test.sh runs two workers)
+except ImportError:
+    pass
+else:
+    def pytest_testnodedown(node, error):
+        n = getattr(node, "workeroutput", {}).get("recipe_slow_deselected", 0)
+        # every worker collects every test: the same count from each
+        node.config._recipe_slow_deselected = max(n, getattr(node.config, "_recipe_slow_deselected", 0))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     n = getattr(config, "_recipe_slow_deselected", 0)
     if n:
