@@ -12,10 +12,7 @@ def run(argv):
     errors.raise_on_sigterm()
     try:
         from recipe.cli import main
-        return main(argv)
-    except errors.RecipeError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return e.exit_code
+        return main(argv)  # prints a RecipeError's message and returns its exit status
     except KeyboardInterrupt as e:
         print("\ninterrupted (%s); nothing more was done: run the same command again to go on"
               % ("SIGTERM" if isinstance(e, errors.Terminated) else "Ctrl-C"), file=sys.stderr)

@@ -63,6 +63,9 @@ import tempfile
 import time
 import zipfile
 
+from recipe import locks
+from recipe.errors import RecipeError
+from recipe.log import logger
 from recipe import REPO_ROOT, RECIPE_VERSION, cache_dir
 from recipe import addon_headers
 from recipe.addon_headers import HeadersError, TorchHeaders, dynamic_symbols
@@ -138,14 +141,11 @@ MANYLINUX = (
 )
 
 
-class AddonBuildError(RuntimeError):
+class AddonBuildError(RecipeError):
     pass
 
 
-def log(msg, quiet=False):
-    if not quiet:
-        sys.stderr.write("[addon] %s\n" % msg)
-        sys.stderr.flush()
+log = logger("addon")
 
 
 def _vtuple(v):
@@ -281,8 +281,7 @@ def build_library(headers, cxx=None, capabilities=None, families=KERNEL_FAMILIES
     out_dir = library_cache(plan)
     so = os.path.join(out_dir, LIB_NAME)
     record_path = os.path.join(out_dir, "build.json")
-    from recipe.emulation import file_lock
-    with file_lock(out_dir + ".lock"):  # per build: other builds run in parallel
+    with locks.waiting(out_dir + ".lock"):  # per build: other builds run in parallel
         if os.path.exists(so) and os.path.exists(record_path) and not force:
             log("cached: torch %s (%s), capabilities %s" % (
                 headers.version, headers.arch, ",".join(plan["capabilities"])), quiet)
@@ -625,24 +624,17 @@ def main(argv=None):
               "--headers-from, --matrix or --arch)", file=sys.stderr)
         return 2
     out = args.out or DEFAULT_OUT
-    try:
-        if args.matrix:
-            results = build_matrix(out, jobs=args.jobs, allow_unpinned=args.allow_unpinned,
-                                   verbose=args.verbose)
-            for (version, arch), reason in sorted(addon_headers.UNSUPPORTED.items()):
-                print("torch %-7s %-8s NOT SUPPORTED: %s" % (version, arch, reason))
-            for version, arch, wheel, error in results:
-                print("torch %-7s %-8s %s" % (version, arch, wheel or "FAILED: " + error))
-            return 1 if any(e for _, _, _, e in results) else 0
-        wheel = build_addon(args.torch, args.arch, out, args.headers_from, args.python,
-                            cxx=args.cxx, jobs=args.jobs, allow_unpinned=args.allow_unpinned,
-                            force=args.force, verbose=args.verbose)
-    except HeadersError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return getattr(e, "exit_code", 2)
-    except AddonBuildError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return 1
+    if args.matrix:
+        results = build_matrix(out, jobs=args.jobs, allow_unpinned=args.allow_unpinned,
+                               verbose=args.verbose)
+        for (version, arch), reason in sorted(addon_headers.UNSUPPORTED.items()):
+            print("torch %-7s %-8s NOT SUPPORTED: %s" % (version, arch, reason))
+        for version, arch, wheel, error in results:
+            print("torch %-7s %-8s %s" % (version, arch, wheel or "FAILED: " + error))
+        return 1 if any(e for _, _, _, e in results) else 0
+    wheel = build_addon(args.torch, args.arch, out, args.headers_from, args.python,
+                        cxx=args.cxx, jobs=args.jobs, allow_unpinned=args.allow_unpinned,
+                        force=args.force, verbose=args.verbose)
     if args.install:
         rc = install_wheel(wheel, args.python)
         if rc != 0:
@@ -652,6 +644,3 @@ def main(argv=None):
     print(wheel)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

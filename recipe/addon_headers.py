@@ -30,6 +30,10 @@ import sys
 import tempfile
 import zipfile
 
+from recipe.log import logger
+from recipe import download, locks
+from recipe.errors import EXIT_MISSING, BadInput
+from recipe.hashing import sha256_file
 from recipe import cache_dir
 
 ARCHES = ("aarch64", "x86_64")
@@ -138,18 +142,17 @@ _ELF_MACHINES = {0xB7: "aarch64", 0x3E: "x86_64"}
 EXPORTS_FILE = "exports.txt"
 
 
-class HeadersError(RuntimeError):
-    """No usable torch to build against; the message says what to do."""
+class HeadersError(BadInput):
+    """No usable torch to build against (a wrong --torch/--arch, no pinned wheel, headers
+    that do not match); the message says what to do. Exit status 2."""
 
 
 class TorchNotImportable(HeadersError):
     """No torch to build against: a missing prerequisite (exit status 3, README)."""
-    exit_code = 3
+    exit_code = EXIT_MISSING
 
 
-def log(msg):
-    sys.stderr.write("[addon] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("addon")
 
 
 class TorchHeaders(object):
@@ -195,14 +198,6 @@ def release_of(version):
         return "%s.%s.0" % m.groups() if m else (version or "")
     return "%s.%s.%s" % m.groups()
 
-
-def sha256_file(path):
-    import hashlib
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def elf_arch(path):
@@ -417,8 +412,7 @@ def from_wheel(wheel, sha256=None):
     digest = sha256 or sha256_file(wheel)
     root = _headers_root(os.path.basename(wheel), digest)
     if not _unpacked(root):
-        from recipe.emulation import file_lock
-        with file_lock(cache_dir("addon", ".headers.lock")):
+        with locks.waiting(cache_dir("addon", ".headers.lock")):
             if not _unpacked(root):
                 _unpack_wheel(wheel, root)
     return _from_unpacked(root, os.path.basename(wheel), digest)
@@ -470,13 +464,6 @@ def wheel_dir():
     return cache_dir("addon", "wheels")
 
 
-def _known_copies(filename):
-    """Where an already-downloaded copy of this wheel may be (the emulation harness
-    downloads the 2.6.0 aarch64 wheel too)."""
-    from recipe.emulation import wheel_dir as emu_wheels
-    return [os.path.join(wheel_dir(), filename), os.path.join(emu_wheels(), filename)]
-
-
 def pin_line(version, arch, requirement, filename, size, sha):
     return "    (%r, %r): (\n        %r, %r, %d,\n        %r)," % (
         version, arch, requirement, filename, size, sha)
@@ -514,10 +501,8 @@ def pinned_wheel_headers(pin):
     root = _headers_root(filename, sha)
     if _unpacked(root):
         return _from_unpacked(root, filename, sha)
-    for path in _known_copies(filename):
-        if os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha:
-            break
-    else:
+    path = os.path.join(wheel_dir(), filename)
+    if not (os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha):
         arch = _wheel_name_facts(filename)[1]
         path = _pip_download(requirement, arch, sha, _file_platforms(filename))
         if os.path.basename(path) != filename or os.path.getsize(path) != size or \
@@ -540,29 +525,11 @@ def _pip_download(requirement, arch, sha, platforms=None):
     """pip download of one torch wheel for `arch` into wheel_dir(); returns its path. With a
     sha256 (--require-hashes) pip takes exactly that file, even where another build of the
     same version lies in a local find-links folder (e.g. 2.13.0+cpu beside PyPI's 2.13.0)."""
-    dest = wheel_dir()
-    os.makedirs(dest, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest, prefix=".dl-") as tmp:
-        reqs = os.path.join(tmp, "requirements.txt")
-        with open(reqs, "w") as f:
-            f.write(requirement + (" --hash=sha256:%s" % sha if sha else "") + "\n")
-        platforms = platforms or WHEEL_PLATFORMS[arch]
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--python-version", WHEEL_PYTHON,
-               "--implementation", "cp", "--abi", "cp" + WHEEL_PYTHON.replace(".", ""),
-               "--dest", tmp, "-r", reqs, "--disable-pip-version-check"]
-        for tag in platforms:
-            cmd += ["--platform", tag]
-        if sha:
-            cmd.append("--require-hashes")
-        log("downloading %s for %s (pip download --platform %s)"
-            % (requirement, arch, " ".join(platforms)))
-        r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True)
-        got = [f for f in os.listdir(tmp) if f.endswith(".whl")]
-        if r.returncode != 0 or len(got) != 1:
-            raise HeadersError("pip download of %s for %s failed (is the package index "
-                               "reachable?):\n%s" % (requirement, arch, r.stdout[-3000:]))
-        final = os.path.join(dest, got[0])
-        os.replace(os.path.join(tmp, got[0]), final)
-    return final
+    platforms = platforms or WHEEL_PLATFORMS[arch]
+    log("downloading %s for %s (pip download --platform %s)"
+        % (requirement, arch, " ".join(platforms)))
+    try:
+        path, = download.pip_download([(requirement, sha)], wheel_dir(), platforms, WHEEL_PYTHON)
+    except download.DownloadError as e:
+        raise HeadersError(str(e))
+    return path

@@ -21,7 +21,7 @@ it reports executed instructions and modelled L1D / L2 misses per output element
 convolution call ALONE, under the chosen ``--cpu`` model (`CPU_MODELS`: which board it
 stands for, its cache geometry).
 
-Method: the rootfs's python runs under the plugin-enabled qemu of recipe/qemu_plugins.py
+Method: the rootfs's python runs under the plugin-enabled qemu of tests/harness/qemu_plugins.py
 (``insn`` and ``cache`` plugins; one guest thread, ``torch.set_num_threads(1)``). For a
 measurement the guest process builds the inputs, runs the call once under the profiler
 (which ops, which oneDNN implementation), warms up, then fork()s three children that run
@@ -54,7 +54,7 @@ import sys
 import tempfile
 import time
 
-from recipe.errors import RecipeError
+from recipe.errors import MissingPrerequisite, RecipeError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An aarch64 syscall number Linux does not have (ENOSYS): starts the cache model.
@@ -159,8 +159,8 @@ def run_process(emu, qemu, cpu, library, measurements, workdir, warmup=WARMUP, r
                 cache_model=True, timeout=7200):
     """One guest process for `measurements` (same library); returns one dict per measurement."""
     from recipe import cache_dir
-    from recipe.emulation import GUEST_PYTHON, GUEST_SITE
-    from recipe.qemu_plugins import parse_log
+    from tests.harness.emulation import GUEST_PYTHON, GUEST_SITE
+    from tests.harness.qemu_plugins import parse_log
     model = CPU_MODELS[cpu]
     os.makedirs(workdir, exist_ok=True)
     config = os.path.join(workdir, "config.json")
@@ -246,7 +246,7 @@ def per_output(row, key):
 
 
 def select_cases(spec):
-    from recipe.bench import SUITE
+    from recipe.bench_shapes import SUITE
     if spec in (None, "", "default"):
         names = DEFAULT_CASES
         return [c for n in names for c in SUITE if c[0] == n]
@@ -264,8 +264,8 @@ def measure(cases, cpu="neoverse-n1", backends=BACKENDS, warmup=WARMUP, reps=REP
     """Count every (case, backend) of MEASUREMENTS, `jobs` guest processes at a time (default:
     one per CPU); returns the result rows. Counts do not depend on what runs beside them."""
     import concurrent.futures
-    from recipe.emulation import ensure_emulation
-    from recipe.qemu_plugins import ensure_qemu_plugins
+    from tests.harness.emulation import ensure_emulation
+    from tests.harness.qemu_plugins import ensure_qemu_plugins
     emu = ensure_emulation(verbose=False)
     qemu = ensure_qemu_plugins()
     library = native_library() if {"native", "native-fp16"} & set(backends) else None
@@ -406,8 +406,12 @@ def main(argv=None):
     for option, value in (("--reps", a.reps), ("--jobs", a.jobs)):
         if value is not None and value < 1:
             p.error("%s %d: must be >= 1" % (option, value))
-    from recipe.emulation import EmulationError
-    from recipe.qemu_plugins import QemuBuildError
+    try:
+        from tests.harness.emulation import EmulationError
+        from tests.harness.qemu_plugins import QemuBuildError
+    except ImportError as e:  # an installed recipe without its tests/ folder
+        raise MissingPrerequisite("bench --emulated runs on the test harness of a source "
+                                  "checkout (tests/harness/, %s): run it from one" % e)
     from recipe.addon import AddonBuildError
     from recipe.addon_headers import HeadersError
     try:
@@ -428,7 +432,7 @@ def main(argv=None):
     seconds = time.time() - t0
     log("done in %.0f s" % seconds)
     if a.json:
-        from recipe.qemu_plugins import ensure_qemu_plugins
+        from tests.harness.qemu_plugins import ensure_qemu_plugins
         with open(a.json, "w") as f:
             json.dump({"cpu": a.cpu, "model": CPU_MODELS[a.cpu], "ipc_assumed": IPC,
                        "boards": BOARDS, "qemu": ensure_qemu_plugins().info(),

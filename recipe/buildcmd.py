@@ -10,8 +10,7 @@ import argparse
 import json
 import sys
 
-from recipe import RECIPE_VERSION, errors, worklock
-from recipe.config import ConfigError
+from recipe import RECIPE_VERSION, errors, locks
 from recipe.steps import ORDER
 
 
@@ -74,20 +73,9 @@ def main(argv=None, epilog=None):
     args = build_parser(epilog).parse_args(argv)
     from recipe.plan import format_plan, make_plan
     if not args.target:
-        print("python build.py: --target is required (python build.py list shows the targets; "
-              "python build.py --help the options)", file=sys.stderr)
-        return 2
-    options = {k: v for k, v in vars(args).items()}
-    try:
-        plan = make_plan(options)
-    except ConfigError as e:
-        print("configuration error (nothing was run):", file=sys.stderr)
-        for err in e.errors:
-            print("  " + err, file=sys.stderr)
-        return 2
-    except errors.RecipeError as e:  # PlanError, OptionError
-        print("error: %s" % e, file=sys.stderr)
-        return e.exit_code
+        raise errors.BadInput("--target is required (python build.py list shows the targets; "
+                              "python build.py --help the options)")
+    plan = make_plan({k: v for k, v in vars(args).items()})  # ConfigError, PlanError: exit 2
     if args.dry_run:
         if args.json:
             json.dump(plan.to_dict(), sys.stdout, indent=2, sort_keys=True, default=str)
@@ -98,13 +86,9 @@ def main(argv=None, epilog=None):
     from recipe.runner import run_plan
     print("Building torch %s for %s (%s)" % (plan.release["torch"]["version"], plan.target["name"],
                                              plan.target_reason), flush=True)
-    try:
-        with worklock.hold(plan.work_dir):
-            ok, events = run_plan(plan, from_step=args.from_step, only=args.only,
-                                  do_clean=args.clean)
-    except errors.RecipeError as e:
-        print("error: %s" % e, file=sys.stderr)
-        return e.exit_code
+    with locks.hold(plan.work_dir):  # Busy (exit 4) when another run has it
+        ok, events = run_plan(plan, from_step=args.from_step, only=args.only,
+                              do_clean=args.clean)
     if not ok and events and events[-1][2] == "interrupted":
         return errors.interrupt_exit_code()
     return 0 if ok else 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from recipe.errors import MissingPrerequisite
+from recipe.errors import MissingPrerequisite, RecipeError
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": ("recipe.bench", "benchmark depthwise convs: native kernel vs group loop vs oneDNN"),
     "pull": ("recipe.pull", "download (sha256-verified) and install a prebuilt wheel"),
     "publish": ("recipe.publish", "turn wheels/ into a PEP 503 index + index.json"),
+    "cache": ("recipe.compile_cache", "the build's compiler cache: env, check (doctor), stats"),
 }
 
 
@@ -39,7 +40,15 @@ def commands_help():
 
 
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """The one place a RecipeError becomes its message and exit status (recipe/errors.py)."""
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except RecipeError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return e.exit_code
+
+
+def _dispatch(argv):
     if argv and argv[0] in COMMANDS:
         module = importlib.import_module(COMMANDS[argv[0]][0])
         try:

@@ -15,7 +15,7 @@ The build step uses it like this (see `CacheSession`)::
     stats = session.end()                 # CacheStats; prints nothing
     print(stats.summary())                # "compile cache (sccache, redis://h:6379): 7,812 hits, 190 misses: 97.6% hit rate"
 
-`python -m recipe.compile_cache {env,check,stats} --cache sccache --cache-url URL` does the
+`python build.py cache {env,check,stats} --cache sccache --cache-url URL` does the
 same by hand (e.g. to look at the hit rate after a build).
 """
 from __future__ import annotations
@@ -30,7 +30,8 @@ import subprocess
 import sys
 from typing import Dict, List, Optional
 
-from recipe import cache_dir
+from recipe import cache_dir, proc
+from recipe.errors import BadInput
 
 KINDS = ("sccache", "ccache", "none")
 
@@ -50,8 +51,8 @@ DEFAULT_SIZE = "20G"  # a CUDA build of torch fills ~5-10 GB; keep two generatio
 REDIS_SCHEMES = ("redis://", "rediss://", "redis+unix://", "unix://")
 
 
-class CacheError(Exception):
-    """A cache setting that cannot work; the message says what to do."""
+class CacheError(BadInput):
+    """A cache setting that cannot work; the message says what to do (exit status 2)."""
 
 
 class CacheStats(object):
@@ -468,12 +469,29 @@ class CacheSession(object):
 
 
 # ---------------------------------------------------------------------------------------
-# CLI: python -m recipe.compile_cache {env,check,stats}
+# CLI: python build.py cache {env,check,stats}
+
+
+def launcher(choice, url=None, cuda=False):
+    """(cache kind or None, env) for the build's --cache auto|none|ccache|sccache [--cache-url].
+
+    auto: sccache for a Redis URL, else ccache, else sccache, whichever is installed. Pure
+    (creates nothing), so the dry run can show it. CacheError for a setting that cannot work.
+    """
+    kind = choice or "none"
+    if kind == "auto":
+        redis = bool(url) and url.lower().startswith(("redis://", "rediss://", "unix://"))
+        order = ["sccache", "ccache"] if redis else ["ccache", "sccache"]
+        kind = next((k for k in order if proc.which(k)), "none")
+    env = cache_env(kind, url)
+    if not cuda:
+        env.pop("CMAKE_CUDA_COMPILER_LAUNCHER", None)
+    return (None if kind == "none" else kind), env
 
 
 def build_parser():
     p = argparse.ArgumentParser(
-        prog="python -m recipe.compile_cache",
+        prog="python build.py cache",
         description="Compiler cache settings for the build (sccache/ccache, local or Redis).")
     p.add_argument("action", choices=("env", "check", "stats"),
                    help="env: print the variables the build gets; check: doctor; "
@@ -488,35 +506,29 @@ def build_parser():
 
 
 def main(argv=None):
+    """`python build.py cache env|check|stats`; a bad setting raises CacheError (exit 2),
+    a check that finds problems returns 1."""
     args = build_parser().parse_args(argv)
-    try:
-        session = CacheSession(args.cache, args.cache_url, size=args.cache_size)
-        if args.action == "env":
-            if args.json:
-                print(json.dumps(session.env, indent=2, sort_keys=True))
-            else:
-                for k in sorted(session.env):
-                    print("{}={}".format(k, redact(session.env[k])))
-            return 0
-        if args.action == "check":
-            problems = session.check()
-            for p in problems:
-                print("error: " + p, file=sys.stderr)
-            if not problems:
-                print("ok: " + session.describe())
-            return 1 if problems else 0
-        stats = read_stats(session.kind, session.env, session.location)
-        if stats is None:
-            print("compile cache: none")
-        elif args.json:
-            print(json.dumps(stats.as_dict(), indent=2))
+    session = CacheSession(args.cache, args.cache_url, size=args.cache_size)
+    if args.action == "env":
+        if args.json:
+            print(json.dumps(session.env, indent=2, sort_keys=True))
         else:
-            print(stats.summary())
+            for k in sorted(session.env):
+                print("{}={}".format(k, redact(session.env[k])))
         return 0
-    except CacheError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    if args.action == "check":
+        problems = session.check()
+        for p in problems:
+            print("error: " + p, file=sys.stderr)
+        if not problems:
+            print("ok: " + session.describe())
+        return 1 if problems else 0
+    stats = read_stats(session.kind, session.env, session.location)
+    if stats is None:
+        print("compile cache: none")
+    elif args.json:
+        print(json.dumps(stats.as_dict(), indent=2))
+    else:
+        print(stats.summary())
+    return 0

@@ -17,18 +17,20 @@ import re
 import yaml
 
 from recipe import REPO_ROOT
+from recipe.errors import BadInput
 
 CONFIG_DIR = os.path.join(REPO_ROOT, "configs")
 
 TYPE_NAMES = {"str": str, "int": int, "bool": bool, "float": float, "map": dict, "list": list}
 
 
-class ConfigError(Exception):
+class ConfigError(BadInput):
     """One or more config problems, each already formatted as `file:line:col: message`."""
 
     def __init__(self, errors):
         self.errors = list(errors)
-        super().__init__("\n".join(self.errors))
+        super().__init__("configuration error (nothing was run):\n" +
+                         "\n".join("  " + e for e in self.errors))
 
 
 # --------------------------------------------------------------------------- loading

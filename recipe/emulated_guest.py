@@ -6,7 +6,7 @@ For each measurement of CONFIG it builds the inputs as recipe/bench.py does (bat
 the call once under the profiler and oneDNN's verbose mode (what ran), warms up, then fork()s
 three children that run the call 0, 0 and `reps` times and exit: the plugins report cumulative
 counts at every process exit, and the host takes the differences. Before the first
-measurement it makes the marker syscall that starts the cache model (recipe/qemu_plugins.py).
+measurement it makes the marker syscall that starts the cache model (tests/harness/qemu_plugins.py).
 """
 import json
 import os

@@ -19,7 +19,6 @@ import argparse
 import importlib.util
 import json
 import os
-import sys
 
 from recipe import addon, addon_headers
 
@@ -68,23 +67,13 @@ def main(argv=None):
                    help="print the compiler flags and cache key, build nothing")
     p.add_argument("-v", "--verbose", action="store_true")
     a = p.parse_args(argv)
-    try:
-        if a.print_plan:
-            headers = addon_headers.installed_torch()
-            plan = addon.build_plan(headers, cxx=a.cxx)
-            print(json.dumps(plan, indent=1))
-            print(os.path.join(addon.library_cache(plan), addon.LIB_NAME))
-            return 0
-        path = build_kernel(force=a.force, cxx=a.cxx, verbose=a.verbose)
-    except addon_headers.HeadersError as e:
-        sys.stderr.write("error: %s\n" % e)
-        return getattr(e, "exit_code", 2)
-    except addon.AddonBuildError as e:
-        sys.stderr.write("error: %s\n" % e)
-        return 1
+    if a.print_plan:
+        headers = addon_headers.installed_torch()
+        plan = addon.build_plan(headers, cxx=a.cxx)
+        print(json.dumps(plan, indent=1))
+        print(os.path.join(addon.library_cache(plan), addon.LIB_NAME))
+        return 0
+    path = build_kernel(force=a.force, cxx=a.cxx, verbose=a.verbose)
     print(path)
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

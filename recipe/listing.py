@@ -7,7 +7,7 @@ import json
 import os
 
 from recipe import REPO_ROOT, working_path
-from recipe.config import ConfigError, Configs
+from recipe.config import Configs
 
 
 def _cuda(t):
@@ -55,11 +55,7 @@ def main(argv=None):
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--configs", metavar="DIR", default=os.path.join(REPO_ROOT, "configs"))
     args = p.parse_args(argv)
-    try:
-        targets, releases, aliases, matrix, paths = collect(Configs(args.configs))
-    except ConfigError as e:
-        print("configuration error:\n" + "\n".join("  " + x for x in e.errors))
-        return 2
+    targets, releases, aliases, matrix, paths = collect(Configs(args.configs))  # ConfigError: exit 2
     if args.json:
         strip = lambda c: {k: v for k, v in c.items() if not k.startswith("_")}
         print(json.dumps({"targets": [strip(t) for t in targets], "releases": [strip(r) for r in releases],

@@ -9,28 +9,21 @@ into the build. `--dry-run` prints the plan; `--dry-run --json` prints `to_dict(
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
 import sys
+from typing import Optional
 
 from recipe import RECIPE_VERSION, REPO_ROOT, cache_dir
 from recipe import detect, working_path
 from recipe import stamps as stamps_mod
+from recipe import compile_cache
 from recipe.config import Configs, ConfigError, version_tuple
 from recipe.errors import BadInput, OptionError, check_folder_option
 from recipe.steps import ORDER, module
 from recipe.steps import doctor
-
-# Environment variables that do not change what is built (kept out of the build's stamp key).
-VOLATILE_ENV = ("MAX_JOBS", "USE_CCACHE", "CMAKE_C_COMPILER_LAUNCHER", "CMAKE_CXX_COMPILER_LAUNCHER",
-                "CMAKE_CUDA_COMPILER_LAUNCHER")
-VOLATILE_PREFIXES = ("CCACHE_", "SCCACHE_")
-
-
-def stable_env(env):
-    """The build environment minus what only affects speed (jobs, compiler cache)."""
-    return {k: v for k, v in env.items() if k not in VOLATILE_ENV and not k.startswith(VOLATILE_PREFIXES)}
 
 DEFAULT_OPTIONS = {
     "target": None, "release": None, "configs": None, "source": None, "allow_dirty": False,
@@ -53,8 +46,37 @@ class PlanError(BadInput):
         super().__init__(text)
 
 
+@dataclasses.dataclass
 class Plan:
-    """Attributes are filled by make_plan(); see to_dict() for the full picture."""
+    """What one build will do, made by make_plan() (nothing touched yet); to_dict() is the
+    --dry-run --json picture. Steps read it; they never import this module."""
+
+    options: dict = dataclasses.field(default_factory=dict)      # the command line, resolved
+    requested_target: Optional[str] = None                       # as given (maybe an alias)
+    target: dict = dataclasses.field(default_factory=dict)       # configs/targets/<name>.yaml
+    target_reason: Optional[str] = None                          # why this target (detection)
+    release: dict = dataclasses.field(default_factory=dict)      # configs/releases/<X.Y.Z>.yaml
+    host: dict = dataclasses.field(default_factory=dict)         # doctor.probe_host()
+    python_version: Optional[str] = None
+    python_exe: Optional[str] = None
+    cuda: Optional[dict] = None                                  # None = CPU-only build
+    acl_enabled: bool = False
+    git_url: Optional[str] = None
+    work_dir: Optional[str] = None
+    source_dir: Optional[str] = None
+    source_given: bool = False                                   # --source DIR
+    acl_root: Optional[str] = None
+    acl_dir: Optional[str] = None
+    log_dir: Optional[str] = None
+    wheels_dir: Optional[str] = None
+    series_path: Optional[str] = None
+    build_version: Optional[str] = None                          # 2.6.0+<local label>
+    expected_wheel: Optional[str] = None
+    launcher: Optional[str] = None                               # ccache / sccache / None
+    env: dict = dataclasses.field(default_factory=dict)          # the build's environment
+    doctor: list = dataclasses.field(default_factory=list)       # host checks
+    steps: list = dataclasses.field(default_factory=list)        # describe() of each step
+    warnings: list = dataclasses.field(default_factory=list)
 
     def step(self, name):
         for s in self.steps:
@@ -311,8 +333,10 @@ def make_plan(options, configs=None, host=None):
     p.expected_wheel = "torch-%s-cp%s-cp%s-%s.whl" % (p.build_version, py, py, plat)
 
     # -- environment
-    from recipe.steps import build as build_step
-    p.launcher, launcher_env = build_step.compiler_launcher(opts["cache"], opts["cache_url"], bool(p.cuda))
+    try:
+        p.launcher, launcher_env = compile_cache.launcher(opts["cache"], opts["cache_url"], bool(p.cuda))
+    except compile_cache.CacheError as e:
+        raise PlanError([str(e)], ["--cache none, or fix --cache-url"])
     if opts["cache"] in ("ccache", "sccache") and not p.launcher:
         p.warnings.append("--cache %s: %s is not on PATH; building without a compiler cache"
                           % (opts["cache"], opts["cache"]))

@@ -30,163 +30,26 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import html
 import json
 import os
-import re
 import shutil
-import sys
-import tempfile
-import zipfile
-from email.parser import HeaderParser
 from typing import Dict, List, Optional
-from urllib.parse import quote
 
 from recipe import REPO_ROOT
+from recipe.hashing import sha256_file
+from recipe.wheelindex import (MANIFEST_SUFFIX, METADATA_SUFFIX, WheelIndexError, empty_index,
+                               entry_url, is_absolute_url, normalize_name, parse_wheel_filename,
+                               python_from_tag, read_manifest, render_project, render_root,
+                               validate_index, wheel_metadata, write_atomic)
 
-INDEX_SCHEMA = "torch-arm-recipe/wheel-index"
-INDEX_SCHEMA_VERSION = 2  # the newest understood; 2 = add-on entries (recipe/addon_index.py)
-MANIFEST_SUFFIX = ".manifest.json"
-METADATA_SUFFIX = ".metadata"
 DEFAULT_WHEELS = os.path.join(REPO_ROOT, "wheels")
 
-# PEP 427: {distribution}-{version}(-{build tag})?-{python tag}-{abi tag}-{platform tag}.whl
-WHEEL_RE = re.compile(
-    r"^(?P<name>[^\s-]+?)-(?P<version>[^\s-]+?)(?:-(?P<build>\d[^\s-]*))?"
-    r"-(?P<py>[^\s-]+?)-(?P<abi>[^\s-]+?)-(?P<plat>[^\s-]+?)\.whl$")
-
-
-class PublishError(Exception):
+class PublishError(WheelIndexError):
     pass
-
-
-def normalize_name(name):
-    """PEP 503 normalized project name."""
-    return re.sub(r"[-_.]+", "-", name).lower()
-
-
-def parse_wheel_filename(filename):
-    m = WHEEL_RE.match(os.path.basename(filename))
-    if not m:
-        return None
-    return m.groupdict()
-
-
-def python_from_tag(tag):
-    """'cp310' -> '3.10'; 'cp38.cp39' -> None (ambiguous); 'py3' -> None."""
-    m = re.match(r"^(?:cp|py)(\d)(\d+)$", tag or "")
-    return "{}.{}".format(m.group(1), m.group(2)) if m else None
-
-
-def sha256_file(path, bufsize=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(bufsize), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def empty_index():
-    return {"schema": INDEX_SCHEMA, "schema_version": 1, "wheels": []}
-
-
-def validate_index(data, where="index.json"):
-    """Raise PublishError when `data` is not an index this code understands."""
-    if not isinstance(data, dict) or data.get("schema") != INDEX_SCHEMA:
-        raise PublishError("{}: not a wheel index (expected \"schema\": \"{}\")".format(
-            where, INDEX_SCHEMA))
-    ver = data.get("schema_version")
-    if not isinstance(ver, int) or ver > INDEX_SCHEMA_VERSION:
-        raise PublishError("{}: schema_version {!r} is newer than this recipe understands ({}); "
-                           "update the recipe".format(where, ver, INDEX_SCHEMA_VERSION))
-    if not isinstance(data.get("wheels"), list):
-        raise PublishError("{}: \"wheels\" must be a list".format(where))
-    for i, w in enumerate(data["wheels"]):
-        keys = ("filename", "url", "sha256", "torch", "arch") if isinstance(w, dict) and \
-            w.get("kind") == "addon" else ("filename", "url", "sha256", "target", "release")
-        missing = [k for k in keys if not isinstance(w, dict) or not w.get(k)]
-        if missing:
-            raise PublishError("{}: wheels[{}] lacks {}".format(where, i, ", ".join(missing)))
-    return data
 
 
 # ---------------------------------------------------------------------------------------
 # manifests (written by the recipe's manifest step beside the wheel)
-
-
-def _pick(d, *paths):
-    for path in paths:
-        cur = d
-        for key in path.split("."):
-            if isinstance(cur, dict) and key in cur:
-                cur = cur[key]
-            else:
-                cur = None
-                break
-        if cur is not None:
-            return cur
-    return None
-
-
-def _xy(version):
-    m = re.match(r"^(\d+)\.(\d+)", str(version or ""))
-    return "{}.{}".format(m.group(1), m.group(2)) if m else None
-
-
-def manifest_fields(data):
-    """The fields publish and pull need from a manifest (recipe/steps/manifest.py writes
-    target.name, release.name, build.python, build.cuda.version (null = CPU), wheel.sha256);
-    flat keys (target, release, python, cuda, wheel_sha256) are read too."""
-    target = _pick(data, "target.name", "target")
-    release = _pick(data, "release.name", "release.version", "release")
-    python = _pick(data, "build.python", "python.version", "python")
-    cuda = _pick(data, "build.cuda.version", "cuda.version", "build.cuda", "cuda")
-    return {
-        "target": target if isinstance(target, str) else None,
-        "release": str(release) if isinstance(release, (str, int, float)) else None,
-        "python": _xy(python) if isinstance(python, (str, int, float)) else None,
-        "cuda": _xy(cuda) if isinstance(cuda, (str, float)) else None,
-        "recipe_version": _pick(data, "recipe_version", "recipe.version"),
-        "wheel_sha256": _pick(data, "wheel.sha256", "wheel_sha256"),
-    }
-
-
-def read_manifest(path):
-    try:
-        with open(path, encoding="utf-8") as fh:
-            data = json.load(fh)
-    except (OSError, ValueError) as exc:
-        raise PublishError("{}: cannot read the manifest: {}".format(path, exc))
-    if not isinstance(data, dict):
-        raise PublishError("{}: a manifest must be a JSON object".format(path))
-    return manifest_fields(data)
-
-
-def _wheel_metadata(path):
-    """(METADATA bytes, parsed headers) from the wheel; PublishError if it is not a wheel."""
-    info = parse_wheel_filename(path)
-    try:
-        with zipfile.ZipFile(path) as zf:
-            names = [n for n in zf.namelist()
-                     if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
-            if len(names) != 1:
-                raise PublishError("{}: expected one *.dist-info/METADATA, found {}".format(
-                    path, names or "none"))
-            raw = zf.read(names[0])
-    except zipfile.BadZipFile as exc:
-        raise PublishError("{}: not a wheel (zip): {}".format(path, exc))
-    headers = HeaderParser().parsestr(raw.decode("utf-8", "replace"))
-    if normalize_name(headers.get("Name", "")) != normalize_name(info["name"]):
-        raise PublishError("{}: METADATA says Name {!r}, the file name says {!r}".format(
-            path, headers.get("Name"), info["name"]))
-    return raw, headers
-
-
-def entry_url(base_url, filename):
-    """The index entry's link to a file: relative, or under base_url. Percent-encoded: a local
-    version's "+" is read as a space by some static hosts."""
-    name = quote(filename)
-    return base_url.rstrip("/") + "/" + name if base_url else name
 
 
 def describe_wheel(path, base_url=None, require_manifest=True):
@@ -195,7 +58,7 @@ def describe_wheel(path, base_url=None, require_manifest=True):
     info = parse_wheel_filename(filename)
     if not info:
         raise PublishError("{}: not a wheel file name (PEP 427)".format(path))
-    raw_meta, headers = _wheel_metadata(path)
+    raw_meta, headers = wheel_metadata(path)
     digest = sha256_file(path)
     manifest_path = path + MANIFEST_SUFFIX
     man = None
@@ -248,21 +111,6 @@ def describe_wheel(path, base_url=None, require_manifest=True):
 # output
 
 
-def _write_atomic(path, data):
-    d = os.path.dirname(path)
-    os.makedirs(d, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=d, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data if isinstance(data, bytes) else data.encode("utf-8"))
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def _copy_if_needed(src, dst):
     if os.path.abspath(src) == os.path.abspath(dst):
         return
@@ -281,39 +129,6 @@ def _copy_if_needed(src, dst):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def _is_absolute_url(url):
-    return bool(re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url or ""))
-
-
-def render_root(projects):
-    lines = ["<!DOCTYPE html>", "<html>", "  <head>",
-             '    <meta name="pypi:repository-version" content="1.0">',
-             "    <title>Simple index</title>", "  </head>", "  <body>"]
-    for p in sorted(projects):
-        lines.append('    <a href="{0}/">{0}</a><br>'.format(html.escape(p)))
-    lines += ["  </body>", "</html>", ""]
-    return "\n".join(lines)
-
-
-def render_project(project, entries, href_prefix):
-    lines = ["<!DOCTYPE html>", "<html>", "  <head>",
-             '    <meta name="pypi:repository-version" content="1.0">',
-             "    <title>Links for {}</title>".format(html.escape(project)), "  </head>",
-             "  <body>", "    <h1>Links for {}</h1>".format(html.escape(project))]
-    for e in sorted(entries, key=lambda e: e["filename"]):
-        url = e["url"] if _is_absolute_url(e["url"]) else href_prefix + e["url"]
-        attrs = ['href="{}#sha256={}"'.format(html.escape(url), e["sha256"])]
-        if e.get("requires_python"):
-            attrs.append('data-requires-python="{}"'.format(html.escape(e["requires_python"])))
-        if e.get("metadata_sha256") and not _is_absolute_url(e["url"]):
-            # PEP 658 (+ PEP 714's new name): METADATA served at <wheel url>.metadata
-            attrs.append('data-dist-info-metadata="sha256={}"'.format(e["metadata_sha256"]))
-            attrs.append('data-core-metadata="sha256={}"'.format(e["metadata_sha256"]))
-        lines.append("    <a {}>{}</a><br>".format(" ".join(attrs), html.escape(e["filename"])))
-    lines += ["  </body>", "</html>", ""]
-    return "\n".join(lines)
 
 
 def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print):
@@ -335,7 +150,7 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
                                                                    base_url)
             else:
                 entry, raw_meta = describe_wheel(os.path.join(wheels_dir, f), base_url)
-        except PublishError as exc:
+        except WheelIndexError as exc:  # PublishError too
             errors.append(str(exc))
             continue
         entries.append(entry)
@@ -354,7 +169,7 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
                                "--no-keep-remote".format(index_path, exc))
         local = set(e["filename"] for e in entries)
         kept = [w for w in old["wheels"]
-                if _is_absolute_url(w.get("url")) and w["filename"] not in local]
+                if is_absolute_url(w.get("url")) and w["filename"] not in local]
     if not entries and not kept:
         log("publish: no wheels in {}; writing an empty index".format(wheels_dir))
 
@@ -370,7 +185,7 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
         pass
     for e in entries:
         if not base_url:
-            _write_atomic(os.path.join(out_dir, e["filename"] + METADATA_SUFFIX),
+            write_atomic(os.path.join(out_dir, e["filename"] + METADATA_SUFFIX),
                           metas[e["filename"]])
 
     all_entries = sorted(entries + kept, key=lambda e: (e["filename"], e["url"]))
@@ -393,11 +208,11 @@ def publish(wheels_dir, out_dir=None, base_url=None, keep_remote=True, log=print
                     os.path.exists(os.path.join(p, "index.html")):
                 shutil.rmtree(p)
     for project, ents in by_project.items():
-        _write_atomic(os.path.join(simple, project, "index.html"),
+        write_atomic(os.path.join(simple, project, "index.html"),
                       render_project(project, ents, "../../"))
-    _write_atomic(os.path.join(simple, "index.html"), render_root(by_project))
+    write_atomic(os.path.join(simple, "index.html"), render_root(by_project))
     addon_lines = addon_index.write_line_indexes(out_dir, all_entries)
-    _write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
+    write_atomic(index_path, json.dumps(index, indent=2, sort_keys=True) + "\n")
     for e in entries:
         if e.get("kind") == "addon":
             log("published add-on {} ({:,} bytes, sha256 {}, torch {}, {})".format(
@@ -438,22 +253,11 @@ def build_parser():
 def main(argv=None):
     from recipe.errors import OptionError, check_folder_option
     args = build_parser().parse_args(argv)
-    if args.base_url and not _is_absolute_url(args.base_url):
-        print("error: --base-url must be an absolute URL like https://host/path", file=sys.stderr)
-        return 2
-    try:
-        check_folder_option("--wheels", args.wheels)
-        check_folder_option("--out", args.out)
-    except OptionError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return exc.exit_code
-    try:
-        publish(args.wheels, args.out, args.base_url, keep_remote=args.keep_remote)
-    except PublishError as exc:
-        print("error: {}".format(exc), file=sys.stderr)
-        return 1
+    if args.base_url and not is_absolute_url(args.base_url):
+        raise OptionError("--base-url", args.base_url, "not an absolute URL",
+                          "give one like https://host/path")
+    check_folder_option("--wheels", args.wheels)
+    check_folder_option("--out", args.out)
+    publish(args.wheels, args.out, args.base_url, keep_remote=args.keep_remote)  # PublishError: 1
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -90,6 +90,9 @@ def run_plan(plan, from_step=None, only=None, do_clean=False, log=None):
         log("%s: %s  [%s]" % (head, s["title"], why))
         start = time.time()
         try:
+            if only:
+                for first in getattr(mod, "run_first_with_only", lambda plan: ())(plan):
+                    ctx.results[first] = module(first).run(ctx) or {}
             results = mod.run(ctx) or {}
         except StepError as e:
             stamps.remove(name)

@@ -14,8 +14,21 @@ import os
 import time
 import uuid
 
+from recipe.hashing import sha256_file
+
 # Files larger than this are fingerprinted by size + mtime instead of a full hash.
 HASH_LIMIT = 64 * 1024 * 1024
+
+
+# Environment variables that do not change what is built (kept out of the build's stamp key).
+VOLATILE_ENV = ("MAX_JOBS", "USE_CCACHE", "CMAKE_C_COMPILER_LAUNCHER", "CMAKE_CXX_COMPILER_LAUNCHER",
+                "CMAKE_CUDA_COMPILER_LAUNCHER")
+VOLATILE_PREFIXES = ("CCACHE_", "SCCACHE_")
+
+
+def stable_env(env):
+    """The build environment minus what only affects speed (jobs, compiler cache)."""
+    return {k: v for k, v in env.items() if k not in VOLATILE_ENV and not k.startswith(VOLATILE_PREFIXES)}
 
 
 def canonical(obj):
@@ -24,14 +37,6 @@ def canonical(obj):
 
 def key_of(inputs):
     return hashlib.sha256(canonical(inputs).encode("utf-8")).hexdigest()
-
-
-def sha256_file(path, chunk=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(chunk), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def fingerprint(path):

@@ -15,7 +15,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
 from recipe import addon  # noqa: E402
-from recipe.emulation import GUEST_PYTHON  # noqa: E402
+from tests.harness.emulation import GUEST_PYTHON  # noqa: E402
 
 WARNING_TEXT = "torch-grouped-conv is not active"
 SEED_SHAPE = (1, 384, 56, 56)
@@ -262,7 +262,7 @@ def build_other_torch_wheel(out_dir):
     """An x86_64 add-on for torch 2.6.0 (the official 2.6.0 wheel's headers, DEFAULT
     capability only) to install beside the host's torch 2.13."""
     from conftest import unavailable
-    from recipe.emulation import EmulationError, ensure_wheels
+    from tests.harness.emulation import EmulationError, ensure_wheels
     try:
         wheel = [w for w in ensure_wheels() if os.path.basename(w).startswith("torch-2.6.0")][0]
     except EmulationError as e:

@@ -35,14 +35,15 @@ def in_ci():
     return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
 
 
-def unavailable(what, err):
-    """Skip (printing why) outside CI; fail under CI."""
+def unavailable(what, err, module=False):
+    """Skip (printing why) outside CI; fail under CI. The one way a test is skipped for a
+    missing prerequisite (module=True: at import time, the whole file)."""
     msg = "%s unavailable: %s" % (what, err)
     if in_ci():
         pytest.fail(msg + "\n(CI is set: a missing prerequisite is a failure, not a skip)",
                     pytrace=False)
     sys.stderr.write("\nSKIP: %s\n" % msg)
-    pytest.skip(msg)
+    pytest.skip(msg, allow_module_level=module)
 
 
 def pytest_addoption(parser):
@@ -71,6 +72,23 @@ def pytest_collection_modifyitems(config, items):
                         item.add_marker(getattr(pytest.mark, m))
 
 
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # a pytest-xdist worker: tell the controller
+        session.config.workeroutput["recipe_slow_deselected"] = getattr(
+            session.config, "_recipe_slow_deselected", 0)
+
+
+try:
+    import xdist  # noqa: F401  (tools/test.sh runs two workers)
+except ImportError:
+    pass
+else:
+    def pytest_testnodedown(node, error):
+        n = getattr(node, "workeroutput", {}).get("recipe_slow_deselected", 0)
+        # every worker collects every test: the same count from each
+        node.config._recipe_slow_deselected = max(n, getattr(node.config, "_recipe_slow_deselected", 0))
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     n = getattr(config, "_recipe_slow_deselected", 0)
     if n:
@@ -83,7 +101,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
 def pytorch_source_pristine():
     """Read-only path of the verified PyTorch 2.6.0 tree (Debian 2.6.0+dfsg-7). Do not
     modify it: use `pytorch_source_tree` for a writable copy."""
-    from recipe.pytorch_source import SourceError, ensure_pytorch_source
+    from tests.harness.pytorch_source import SourceError, ensure_pytorch_source
     try:
         return ensure_pytorch_source()
     except SourceError as e:
@@ -93,14 +111,14 @@ def pytorch_source_pristine():
 @pytest.fixture
 def pytorch_source_tree(pytorch_source_pristine, tmp_path):
     """A fresh writable copy of the verified 2.6.0 tree (per test; ~1-2 s)."""
-    from recipe.pytorch_source import fresh_copy
+    from tests.harness.pytorch_source import fresh_copy
     return fresh_copy(str(tmp_path / "pytorch-v2.6.0"))
 
 
 @pytest.fixture(scope="session")
 def emulation():
-    """The `recipe.emulation.Emulation` (arm64 rootfs + qemu + torch 2.6.0 aarch64)."""
-    from recipe.emulation import EmulationError, ensure_emulation
+    """The `tests.harness.emulation.Emulation` (arm64 rootfs + qemu + torch 2.6.0 aarch64)."""
+    from tests.harness.emulation import EmulationError, ensure_emulation
     try:
         return ensure_emulation()
     except EmulationError as e:
@@ -109,10 +127,10 @@ def emulation():
 
 @pytest.fixture(scope="session")
 def cross_toolchain():
-    """The `recipe.crossbuild` module, with both compilers and the 2.6.0 wheel headers and
+    """The `tests.harness.crossbuild` module, with both compilers and the 2.6.0 wheel headers and
     the oneDNN/ideep headers ready."""
-    from recipe import crossbuild
-    from recipe.emulation import EmulationError, ensure_host_packages, HOST_TOOLS
+    from tests.harness import crossbuild
+    from tests.harness.emulation import EmulationError, ensure_host_packages, HOST_TOOLS
     try:
         ensure_host_packages([t for t in HOST_TOOLS if t[0].startswith("aarch64")]
                              + [("g++", "g++")])
@@ -159,7 +177,7 @@ def patched_source_tree(pytorch_source_pristine, tmp_path_factory):
     """One copy of the real 2.6.0 tree with patches/2.6.0/series applied by the recipe's
     own patch step (shared by the compile-check and graft tests; treat it as read-only)."""
     from recipe import REPO_ROOT
-    from recipe.pytorch_source import fresh_copy
+    from tests.harness.pytorch_source import fresh_copy
     from recipe.steps.patch import apply_series
     root = tmp_path_factory.mktemp("patched")
     tree = fresh_copy(str(root / "pytorch-v2.6.0"))

@@ -1,6 +1,6 @@
 """A CUDA-era aarch64 torch: PyPI's torch 2.14.1+cu130 (what JetPack 7 / AGX Thor users get
 from `pip install torch`), with its CUDA 13 runtime wheels (3.1 GB, pinned), in a venv of the
-arm64 root filesystem under qemu (recipe/emulation_cuda.py; no GPU: torch.cuda is simply not
+arm64 root filesystem under qemu (tests/harness/emulation_cuda.py; no GPU: torch.cuda is simply not
 available). The add-on cross-built against that wheel's headers (`build.py addon --torch
 2.14.1 --arch aarch64`) is pip-installed by the rootfs's own pip beside it; fresh
 interpreters that do only `import torch` then run the seed case as ONE kernel, oneDNN off
@@ -20,9 +20,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import addon_helpers as ah  # noqa: E402
 from conftest import unavailable  # noqa: E402
 
-from recipe import addon, emulation_cuda  # noqa: E402
+from recipe import addon  # noqa: E402
+
+from tests.harness import emulation_cuda  # noqa: E402
 from recipe.addon_headers import HeadersError  # noqa: E402
-from recipe.emulation import EmulationError  # noqa: E402
+from tests.harness.emulation import EmulationError  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

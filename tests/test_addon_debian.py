@@ -1,7 +1,7 @@
 """The add-on in a torch of the same version that someone else built: Debian's python3-torch
 2.6.0+dfsg-7 (trixie, Python 3.13, soname libtorch_cpu.so.2.6, system oneDNN 3.6 without
 ACL, another DispatchStub layout), in a trixie chroot made from this machine's Debian mirror
-(recipe/debian_torch.py; cached). The add-on is built against the OFFICIAL 2.6.0 wheel's
+(tests/harness/debian_torch.py; cached). The add-on is built against the OFFICIAL 2.6.0 wheel's
 headers, never Debian's, and pip-installed the way a Debian user does it: into a
 `python3 -m venv --system-site-packages` venv. A fresh interpreter that does only `import
 torch` must then run the seed case Conv2d(384, 384, 3, groups=384) on [1, 384, 56, 56] as
@@ -30,8 +30,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import addon_helpers as ah  # noqa: E402
 from conftest import unavailable  # noqa: E402
 
-from recipe import addon, addon_headers, debian_torch  # noqa: E402
-from recipe.emulation import EmulationError  # noqa: E402
+from recipe import addon, addon_headers  # noqa: E402
+
+from tests.harness import debian_torch  # noqa: E402
+from tests.harness.emulation import EmulationError  # noqa: E402
 
 
 def chroot(arch):

@@ -64,7 +64,7 @@ SEED = textwrap.dedent("""
 @pytest.fixture(scope="module")
 def venv21(emulation):
     """A venv in the rootfs with the official torch 2.1.2 aarch64 wheel (cached)."""
-    from recipe.emulation import WHEELS, ensure_wheels
+    from tests.harness.emulation import WHEELS, ensure_wheels
     deps = [w for w in WHEELS if not w[0].startswith(("torch==", "numpy=="))]
     wheels = ensure_wheels(wheels=(TORCH_21, PACKAGING) + tuple(deps))
     venv = cache_dir("jp5-addon", "venv-torch-2.1.2")

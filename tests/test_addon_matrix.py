@@ -92,8 +92,8 @@ def test_prebuilt_260_aarch64_needs_only_what_debians_arm64_build_exports():
     """Debian's libtorch2.6 (arm64) is another build of 2.6.0: soname libtorch_cpu.so.2.6 and
     another DispatchStub layout (FACTS 7). The add-on built against the OFFICIAL wheel names
     no torch library and imports only symbols Debian's build exports as well."""
-    from recipe.debian_torch import library_exports
-    from recipe.emulation import EmulationError
+    from tests.harness.debian_torch import library_exports
+    from tests.harness.emulation import EmulationError
     _, so, _ = build("2.6.0", "aarch64")
     try:
         exports, sonames, cpu_needed = library_exports("arm64")

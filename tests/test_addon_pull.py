@@ -16,11 +16,15 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import addon_helpers as ah  # noqa: E402
+from conftest import unavailable  # noqa: E402
 import ship_helpers as sh  # noqa: E402
 
 from recipe import publish  # noqa: E402
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError as exc:  # tools/test.sh installs the host's torch
+    unavailable("torch on the host", exc, module=True)
 BUILD_PY = os.path.join(sh.REPO, "build.py")
 HOST_RELEASE = torch.__version__.split("+")[0]
 HOST_MINOR = ".".join(HOST_RELEASE.split(".")[:2])

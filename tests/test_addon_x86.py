@@ -16,10 +16,14 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import addon_helpers as ah  # noqa: E402
+from conftest import unavailable  # noqa: E402
 
 from recipe import RECIPE_VERSION, addon, addon_headers  # noqa: E402
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError as exc:  # tools/test.sh installs the host's torch
+    unavailable("torch on the host", exc, module=True)
 
 
 @pytest.fixture(scope="module")

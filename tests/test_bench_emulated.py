@@ -1,7 +1,7 @@
 """`build.py bench --emulated aarch64`: instructions and modelled cache misses per conv.
 
 Real components only: qemu-aarch64 7.2 built here from Debian's source with its own insn
-and cache plugins (recipe/qemu_plugins.py), the official torch 2.6.0 aarch64 wheel in the
+and cache plugins (tests/harness/qemu_plugins.py), the official torch 2.6.0 aarch64 wheel in the
 emulation root filesystem, and the add-on's library cross-compiled against it (the same
 build as tests/test_addon_aarch64.py: cached once for both).
 
@@ -51,7 +51,7 @@ def test_bad_options_are_one_line_errors(args, message):
 
 @pytest.fixture(scope="module")
 def counting_qemu():
-    from recipe.qemu_plugins import QemuBuildError, ensure_qemu_plugins
+    from tests.harness.qemu_plugins import QemuBuildError, ensure_qemu_plugins
     try:
         return ensure_qemu_plugins()
     except QemuBuildError as e:

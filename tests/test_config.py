@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from recipe import REPO_ROOT, buildcmd
+from recipe import REPO_ROOT, cli
 from recipe.config import ConfigError, Configs, load_yaml, version_tuple
 from tests.recipe_helpers import read, write
 
@@ -109,7 +109,7 @@ def test_marks_are_one_based_lines(tmp_path):
 def test_broken_config_runs_nothing(cfg, tmp_path, capsys):
     write(cfg / "targets" / "x86_64.yaml", read(cfg / "targets" / "x86_64.yaml").replace("acl: false", "acll: false"))
     work = tmp_path / "work"
-    rc = buildcmd.main(["--target", "x86_64", "--configs", str(cfg), "--work-dir", str(work),
+    rc = cli.main(["--target", "x86_64", "--configs", str(cfg), "--work-dir", str(work),
                         "--wheels-dir", str(tmp_path / "wheels")])
     err = capsys.readouterr().err
     assert rc == 2

@@ -8,7 +8,8 @@ import os
 
 import pytest
 
-from recipe import REPO_ROOT, detect, pull, working_path
+from recipe import REPO_ROOT, detect, working_path
+from recipe.pull import target as pull_target
 from recipe.config import Configs
 from recipe.plan import PlanError, format_plan, make_plan, resolve_target
 from recipe.steps import doctor
@@ -49,9 +50,9 @@ def test_alias_resolves_each_board_the_same_in_plan_and_pull(fixture, monkeypatc
     for w in words:
         assert w in why, (w, why)
     # pull on the configs, and pull where the configs cannot be loaded (no PyYAML)
-    assert pull.resolve_target("jetson-agx", board(fixture))[0] == want
-    monkeypatch.setattr(pull, "_configs", lambda: None)
-    chosen, text = pull.resolve_target("jetson-agx", board(fixture))
+    assert pull_target.resolve_target("jetson-agx", board(fixture))[0] == want
+    monkeypatch.setattr(pull_target, "_configs", lambda: None)
+    chosen, text = pull_target.resolve_target("jetson-agx", board(fixture))
     assert chosen == want and text.startswith("target jetson-agx -> %s: " % want)
 
 
@@ -62,7 +63,7 @@ def test_builtin_detection_facts_match_the_configs():
     assert builtin["candidates"] == alias["candidates"] and builtin["default"] == alias["default"]
     assert " ".join(builtin["default_reason"].split()) == " ".join(alias["default_reason"].split())
     assert detect.BUILTIN_FACTS == {c: detect.target_facts(CONFIGS.target(c)) for c in alias["candidates"]}
-    for name, facts in pull.FALLBACK_TARGETS.items():
+    for name, facts in pull_target.FALLBACK_TARGETS.items():
         t = CONFIGS.target(name)
         assert facts == {"cuda": t["cuda"]["version"] if t.get("cuda") else None,
                          "python": t["python"], "arch": t["arch"]}, name

@@ -15,6 +15,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import unavailable  # noqa: E402
 DOCKERFILE = os.path.join(REPO, "Dockerfile.jetson")
 
 DOCKERFILE_PARSER_PIN = "dockerfile==3.4.0"
@@ -25,8 +27,8 @@ def parse():
     try:
         import dockerfile
     except ImportError:
-        pytest.skip("the Dockerfile parser is missing: pip install {} (tools/test.sh)"
-                    .format(DOCKERFILE_PARSER_PIN))
+        unavailable("the Dockerfile parser",
+                    "pip install {} (tools/test.sh)".format(DOCKERFILE_PARSER_PIN))
     return dockerfile.parse_file(DOCKERFILE)
 
 
@@ -117,17 +119,9 @@ def build_py_calls(global_args, stage, overrides=None):
 
 
 def real_build_parser():
-    """The build's own argparse parser, or skip (with the reason) while it does not exist."""
-    try:
-        from recipe import buildcmd
-    except ImportError as exc:
-        pytest.skip("recipe.buildcmd is not importable yet ({}): the build flags in "
-                    "Dockerfile.jetson cannot be checked against the real parser".format(exc))
-    for name in ("build_parser", "make_parser", "get_parser", "parser"):
-        fn = getattr(buildcmd, name, None)
-        if callable(fn):
-            return fn()
-    pytest.skip("recipe.buildcmd has no build_parser(): cannot check the build flags")
+    """The build's own argparse parser (the Dockerfile's build flags are checked against it)."""
+    from recipe import buildcmd
+    return buildcmd.build_parser()
 
 
 def parse_with(parser, argv, where):
@@ -347,18 +341,18 @@ def make_python_rootfs_tar(dest):
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
     if not shutil.which("podman"):
-        pytest.skip("podman is not installed (Debian package podman; tools/test.sh)")
+        unavailable("podman", "not installed (Debian package podman; tools/test.sh)")
     root = tmp_path_factory.mktemp("podman")
     why = make_python_rootfs_tar(str(root / "rootfs.tar"))
     if why:
-        pytest.skip("cannot make the local base image: " + why)
+        unavailable("a local base image for podman", why)
     base = "localhost/recipe-test-base:py3"
     cmd = _podman_cmd(root)
     res = subprocess.run(cmd + ["import", str(root / "rootfs.tar"), base],
                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          universal_newlines=True, timeout=300)
     if res.returncode != 0:
-        pytest.skip("podman cannot import an image in this sandbox: " + res.stdout[-800:])
+        unavailable("podman image import in this sandbox", res.stdout[-800:])
     # (only builds are tested: `podman run` fails in this sandbox with "crun: setrlimit
     # RLIMIT_NOFILE: Operation not permitted", while RUN steps with chroot isolation work)
     try:
@@ -385,7 +379,7 @@ def test_podman_builds_the_os_stage_from_a_local_base(podman):
     res = podman_build(podman, "os", "x86_64", "recipe-test-os")
     if res.returncode != 0 and ("operation not permitted" in res.stdout.lower() or
                                 "unshare" in res.stdout.lower()):
-        pytest.skip("podman cannot run build steps in this sandbox: " + res.stdout[-600:])
+        unavailable("podman build steps in this sandbox", res.stdout[-600:])
     assert res.returncode == 0, res.stdout[-4000:]
     # the ENV of the os stage is in the image
     out = subprocess.run(podman["cmd"] + ["image", "inspect", "--format",

@@ -33,7 +33,7 @@ def commands():
     try:
         import dockerfile
     except ImportError:
-        pytest.skip("the Dockerfile parser is missing: pip install %s (tools/test.sh)"
+        unavailable("the Dockerfile parser", "pip install %s (tools/test.sh)"
                     % td.DOCKERFILE_PARSER_PIN)
     return dockerfile.parse_file(DOCKERFILE)
 
@@ -163,7 +163,7 @@ def addon_index(tmp_path_factory):
 @pytest.mark.slow
 def test_podman_builds_addon_runtime_on_the_arm64_torch_image_and_its_command_passes(
         arm64_base, addon_index, emulation):
-    from recipe.emulation import Emulation
+    from tests.harness.emulation import Emulation
     cmd = arm64_base["cmd"]
     tag = "localhost/recipe-test-addon-runtime"
     r = subprocess.run(cmd + [

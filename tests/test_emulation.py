@@ -113,7 +113,7 @@ def test_graft_loads_into_official_wheel(aarch64_torch, tmp_path):
 
 def test_graft_missing_symbol_fails_at_link_time(aarch64_torch, tmp_path):
     """--no-undefined: using something the wheel does not export is a link error."""
-    from recipe.crossbuild import CrossBuildError
+    from tests.harness.crossbuild import CrossBuildError
     src = tmp_path / "bad.cpp"
     src.write_text('extern "C" int not_exported_by_torch_anywhere(int);\n'
                    'int f(int x) { return not_exported_by_torch_anywhere(x); }\n')
@@ -177,7 +177,7 @@ def test_source_tree_fixture_is_a_private_writable_copy(pytorch_source_tree,
 
 
 def test_source_fetcher_refuses_wrong_sha256(pytorch_source_pristine, tmp_path):
-    from recipe import pytorch_source as ps
+    from tests.harness import pytorch_source as ps
     good = ps.tarball_path()
     bad = tmp_path / "corrupt" / ps.ORIG_TARBALL
     bad.parent.mkdir()

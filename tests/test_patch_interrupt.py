@@ -305,8 +305,8 @@ def test_real_tree_killed_through_the_command_line_then_resumed(request, tmp_pat
 HOLDER = """
 import sys, time
 sys.path.insert(0, %r)
-from recipe import worklock
-with worklock.hold(sys.argv[1]):
+from recipe import locks
+with locks.hold(sys.argv[1]):
     print("holding", flush=True)
     time.sleep(60)
 """ % REPO_ROOT

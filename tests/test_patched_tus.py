@@ -4,7 +4,7 @@ real build compiles it in, against the official torch 2.6.0 aarch64 wheel's head
 
 The list of TUs comes from patches/2.6.0/series itself, so a new patch is checked the
 day it is added. Compiling goes to an object file (-O2 -c), with the defines the wheel's
-build used (recipe.crossbuild.TORCH_CPU_DEFINES). What the wheel and the stripped Debian
+build used (tests.harness.crossbuild.TORCH_CPU_DEFINES). What the wheel and the stripped Debian
 tree lack (oneDNN C++/ideep/fmt headers) comes from Debian trixie (crossbuild.extra_headers, added by compile_check).
 For x86_64 the wheel's ATen/Config.h is overridden to say "no ACL", as an x86 build would.
 """

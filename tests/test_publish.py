@@ -13,7 +13,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ship_helpers as sh  # noqa: E402
 
 sys.path.insert(0, sh.REPO)
-from recipe import publish  # noqa: E402
+from recipe import publish, wheelindex  # noqa: E402
 
 ORIN = dict(py="cp310", abi="cp310", plat="linux_aarch64")
 
@@ -66,7 +66,7 @@ def test_publish_writes_pep503_and_index_json(wheels, tmp_path):
     assert "published torch-2.6.0+jetson.agx.orin.cu126-cp310-cp310-linux_aarch64.whl" in \
         res.stdout
     index = json.loads((out / "index.json").read_text())
-    assert index["schema"] == publish.INDEX_SCHEMA and index["schema_version"] == 1
+    assert index["schema"] == wheelindex.INDEX_SCHEMA and index["schema_version"] == 1
     by_name = {w["filename"]: w for w in index["wheels"]}
     assert set(by_name) == {os.path.basename(p) for p in (host, orin, other)}
     w = by_name[os.path.basename(orin)]
@@ -178,7 +178,7 @@ def test_in_place_default_and_empty_index(tmp_path):
     d.mkdir()
     res = run_publish("--wheels", d)
     assert res.returncode == 0, res.stderr
-    assert json.loads((d / "index.json").read_text()) == publish.empty_index()
+    assert json.loads((d / "index.json").read_text()) == wheelindex.empty_index()
     assert links_of(d / "simple" / "index.html") == []
     w = sh.make_wheel(d, manifest=sh.manifest_for(sh.host_target()))
     assert run_publish("--wheels", d).returncode == 0
@@ -194,7 +194,7 @@ def test_in_place_default_and_empty_index(tmp_path):
 
 def test_repo_index_is_valid():
     with open(os.path.join(sh.REPO, "wheels", "index.json")) as fh:
-        publish.validate_index(json.load(fh), "wheels/index.json")
+        wheelindex.validate_index(json.load(fh), "wheels/index.json")
 
 
 def test_base_url_makes_absolute_links_and_keeps_remote_entries(wheels, tmp_path):

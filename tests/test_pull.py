@@ -13,7 +13,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import ship_helpers as sh  # noqa: E402
 
 sys.path.insert(0, sh.REPO)
-from recipe import publish, pull  # noqa: E402
+from recipe import cli, publish, wheelindex  # noqa: E402
+from recipe.pull import base, fetch, selection, target  # noqa: E402
+from recipe.pull import index as pull_index  # noqa: E402
+from recipe.hashing import sha256_file  # noqa: E402
 
 BUILD_PY = os.path.join(sh.REPO, "build.py")
 HOST_VERSION = "2.6.0+x86.64.cpu"
@@ -214,7 +217,7 @@ def test_download_only_from_a_simple_index_with_the_alias(site, tmp_path):
     assert "/" + quote(site["orin"]) + ".manifest.json" in reqs
     assert res_x.returncode == 0, res_x.stdout + res_x.stderr
     assert sorted(p.name for p in dl.iterdir()) == sorted([site["orin"], site["xavier"]])
-    assert publish.sha256_file(str(dl / site["orin"])) == publish.sha256_file(
+    assert sha256_file(str(dl / site["orin"])) == sha256_file(
         str(site["wheels"] / site["orin"]))
 
 
@@ -254,9 +257,9 @@ def test_alias_detection(tmp_path, monkeypatch, source):
     """Same answers from the recipe's resolver (configs + doctor.probe_host) and from pull's
     built-in copy used where the configs cannot be loaded (no PyYAML)."""
     if source == "builtin":
-        monkeypatch.setattr(pull, "_configs", lambda: None)
-    elif pull._configs() is None:
-        pytest.skip("recipe configs not loadable here")
+        monkeypatch.setattr(target, "_configs", lambda: None)
+    else:
+        assert target._configs() is not None, "the recipe's configs do not load (PyYAML?)"
     def root(model=None, tegra=None):
         r = tmp_path / ("r%d" % len(list(tmp_path.iterdir())))
         (r / "proc" / "device-tree").mkdir(parents=True)
@@ -267,18 +270,18 @@ def test_alias_detection(tmp_path, monkeypatch, source):
             (r / "etc" / "nv_tegra_release").write_text(tegra)
         return str(r)
 
-    t, why = pull.resolve_target("jetson-agx", root(model="NVIDIA Jetson AGX Orin Developer Kit"))
+    t, why = target.resolve_target("jetson-agx", root(model="NVIDIA Jetson AGX Orin Developer Kit"))
     assert t == "jetson-agx-orin" and "Orin" in why
-    t, why = pull.resolve_target("jetson-agx", root(model="Jetson-AGX"))
+    t, why = target.resolve_target("jetson-agx", root(model="Jetson-AGX"))
     assert t == "jetson-agx-orin" or t == "jetson-agx-xavier"
-    t, why = pull.resolve_target("jetson-agx", root(model="NVIDIA Jetson AGX Xavier"))
+    t, why = target.resolve_target("jetson-agx", root(model="NVIDIA Jetson AGX Xavier"))
     assert t == "jetson-agx-xavier"
-    t, why = pull.resolve_target("jetson-agx", root(
+    t, why = target.resolve_target("jetson-agx", root(
         tegra="# R35 (release), REVISION: 4.1, GCID: 33958178, BOARD: t186ref"))
     assert t == "jetson-agx-xavier" and "r35" in why.lower()
-    t, why = pull.resolve_target("jetson-agx", root())
+    t, why = target.resolve_target("jetson-agx", root())
     assert t == "jetson-agx-orin" and "not running on a Jetson" in why
-    assert pull.resolve_target("generic-aarch64")[0] == "generic-aarch64"
+    assert target.resolve_target("generic-aarch64")[0] == "generic-aarch64"
 
 
 def entry(**kw):
@@ -294,31 +297,31 @@ def test_select_prefers_newest_and_filters_by_cuda_and_python():
           entry(version="2.6.0+b", filename="b.whl", recipe_version="0.2.0"),
           entry(filename="cpu.whl", cuda=None),
           entry(filename="py38.whl", python="3.8")]
-    assert pull.select(es, "jetson-agx-orin", "2.6.0", "3.10", "12.6", False)["filename"] == \
+    assert selection.select(es, "jetson-agx-orin", "2.6.0", "3.10", "12.6", False)["filename"] == \
         "b.whl"
-    assert pull.select(es, "jetson-agx-orin", "2.6.0", "3.10", None, True)["filename"] == \
+    assert selection.select(es, "jetson-agx-orin", "2.6.0", "3.10", None, True)["filename"] == \
         "cpu.whl"
-    assert pull.select(es, "jetson-agx-orin", "2.6.0", "3.8", "12.6", False)["filename"] == \
+    assert selection.select(es, "jetson-agx-orin", "2.6.0", "3.8", "12.6", False)["filename"] == \
         "py38.whl"
-    with pytest.raises(pull.PullError, match="cuda 11.4"):
-        pull.select(es, "jetson-agx-orin", "2.6.0", "3.10", "11.4", True)
+    with pytest.raises(base.PullError, match="cuda 11.4"):
+        selection.select(es, "jetson-agx-orin", "2.6.0", "3.10", "11.4", True)
 
 
 def test_simple_page_parsing():
     page = ('<a href="../../torch-2.6.0%2Bx-cp310-cp310-linux_aarch64.whl#sha256=' + "ab" * 32 +
             '" data-requires-python="&gt;=3.9">t</a><a href="https://h/x/other-1.0-py3-none-any.whl">'
             'o</a>')
-    links = pull.parse_simple_page(page, "http://h:1/simple/torch/")
+    links = wheelindex.parse_simple_page(page, "http://h:1/simple/torch/")
     assert links[0][0] == "http://h:1/torch-2.6.0%2Bx-cp310-cp310-linux_aarch64.whl"
     assert links[0][1] == "ab" * 32 and links[0][2]["data-requires-python"] == ">=3.9"
     assert links[1][1] is None
-    facts = pull._local_label_facts("2.6.0+jetson.agx.orin.cu126")
+    facts = pull_index._local_label_facts("2.6.0+jetson.agx.orin.cu126")
     assert facts["cuda"] == "12.6" and "orin" in facts["tokens"]
 
 
 def test_download_refuses_an_entry_without_a_hash(tmp_path):
-    with pytest.raises(pull.PullError, match="no valid sha256"):
-        pull.download("http://127.0.0.1:9/x-1.0-py3-none-any.whl", str(tmp_path),
+    with pytest.raises(base.PullError, match="no valid sha256"):
+        fetch.download("http://127.0.0.1:9/x-1.0-py3-none-any.whl", str(tmp_path),
                       "x-1.0-py3-none-any.whl", None)
     assert list(tmp_path.iterdir()) == []
 
@@ -367,17 +370,19 @@ class Hostile(object):
                     self.end_headers()
                     try:
                         if path.startswith("/stall/"):  # half, then silence
+                            # counted before it is written: the client may have it
+                            # before this thread runs again
+                            hostile.sent += len(BLOB) // 2
                             self.wfile.write(BLOB[:len(BLOB) // 2])
                             self.wfile.flush()
-                            hostile.sent += len(BLOB) // 2
                             hostile.stop.wait(60)
                         else:  # a byte every 20 ms: never silent for long, never done
                             for i in range(len(BLOB)):
                                 if hostile.stop.wait(0.02):
                                     break
+                                hostile.sent += 1  # counted first, as above
                                 self.wfile.write(BLOB[i:i + 1])
                                 self.wfile.flush()
-                                hostile.sent += 1
                     except OSError:  # the client hung up
                         pass
                 else:
@@ -394,7 +399,7 @@ class Hostile(object):
              "python": "{}.{}".format(*sys.version_info[:2]), "cuda": None,
              "version": HOST_VERSION}
         e.update(kw)
-        self.index = {"schema": publish.INDEX_SCHEMA, "schema_version": 1, "wheels": [e]}
+        self.index = {"schema": wheelindex.INDEX_SCHEMA, "schema_version": 1, "wheels": [e]}
         return self.url + "/index.json"
 
     def __enter__(self):
@@ -408,16 +413,16 @@ class Hostile(object):
 
 
 def pull_download(index, dl, *extra):
-    """`build.py pull --download-only DL` in this process (pull.main, as build.py calls it;
-    an uncaught exception would fail the test): (exit status, stdout, stderr)."""
+    """`build.py pull --download-only DL` in this process (recipe.cli.main, as build.py calls
+    it; an uncaught exception would fail the test): (exit status, stdout, stderr)."""
     import contextlib
     import io
     import signal
     out, err = io.StringIO(), io.StringIO()
-    sigterm = signal.getsignal(signal.SIGTERM)  # pull.main makes SIGTERM raise: restore it
+    sigterm = signal.getsignal(signal.SIGTERM)  # pull's main makes SIGTERM raise: restore it
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            rc = pull.main(["--target", sh.host_target(), "--index", str(index),
+            rc = cli.main(["pull", "--target", sh.host_target(), "--index", str(index),
                             "--download-only", str(dl), "--quiet"] + [str(a) for a in extra])
     finally:
         signal.signal(signal.SIGTERM, sigterm)

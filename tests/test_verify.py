@@ -19,10 +19,15 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import unavailable  # noqa: E402
 
 from recipe import verify  # noqa: E402
 
-torch = pytest.importorskip("torch")
+try:
+    import torch
+except ImportError as exc:  # tools/test.sh installs the host's torch
+    unavailable("torch on the host", exc, module=True)
 
 SEED = "2d-dw-c384-56x56-k3s1p1-fp32-nchw-inf"
 SEED_TRAIN = "2d-dw-c384-56x56-k3s1p1-fp32-nchw-train"
@@ -143,8 +148,13 @@ def test_no_mkldnn_table_names_failing_cases():
     assert SEED in tail and "384 backend calls per conv (384 x aten::thnn_conv2d)" in tail
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
+def _need_onednn():
+    if not torch.backends.mkldnn.is_available():
+        unavailable("oneDNN in the host's torch", "this torch was built without it")
+
+
 def test_onednn_serves_grouped_convs_as_one_call():
+    _need_onednn()
     report = verify.run_verify(verify.VerifyOptions(cases="fp32", timing=False, threads=1))
     served = [c for c in report.cases if c["selected_backend"] == "Mkldnn"]
     assert len(served) >= 20
@@ -159,8 +169,8 @@ def test_onednn_serves_grouped_convs_as_one_call():
     assert all(f["name"] not in {c["name"] for c in served} for f in report.failures)
 
 
-@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason="torch built without oneDNN")
 def test_timing_speedup_over_forced_loop_and_allow_loop():
+    _need_onednn()
     report = verify.run_verify(verify.VerifyOptions(
         cases="2d-dw-c64-28x28-k3s1p1-fp32-nchw-inf,2d-dw-c64-28x28-k3s1p1-fp16-nchw-inf,"
               "3d-dw-c32-8x16x16-k3s1p1-fp32-nchw-inf",
@@ -314,6 +324,7 @@ def test_loop_baseline_in_a_subprocess():
                                loop_baseline="subprocess")
     c = report.cases[0]
     if c["loops"]:
-        pytest.skip("this install loops already: nothing to compare")
+        unavailable("a torch that runs grouped convs in one call", "this install loops already: "
+                    "nothing to compare the forced loop with")
     assert c["loop_forced"] is True and c["loop_calls"] == 2
     assert "in a subprocess" in c["loop_note"] and c["speedup"] > 0

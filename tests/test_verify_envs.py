@@ -16,6 +16,8 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from conftest import unavailable  # noqa: E402
 
 from recipe import cache_dir, verify  # noqa: E402
 
@@ -28,8 +30,7 @@ DW_TRAIN = "2d-dw-c64-28x28-k7s2p3-fp32-nchw-train"
 
 
 def _skip(reason):
-    sys.stderr.write("SKIP: %s\n" % reason)
-    pytest.skip(reason)
+    unavailable("a local torch wheel", reason)
 
 
 def run_cli(args, timeout=600):
@@ -49,7 +50,7 @@ def _local_torch_wheel():
     wanted = os.environ.get("RECIPE_TEST_TORCH_WHEEL")
     if wanted:
         return wanted if os.path.isfile(wanted) else None
-    torch = pytest.importorskip("torch")
+    import torch
     dest = cache_dir("verify", "wheels")
     os.makedirs(dest, exist_ok=True)
     base = torch.__version__
@@ -152,25 +153,8 @@ def test_official_aarch64_wheel_under_qemu(emulation, tmp_path):
 # ----------------------------------------------------------------------------- native kernel
 
 def _kernel_lib():
-    try:
-        from recipe import kernel as kmod
-    except ImportError as e:
-        _skip("native kernel module recipe/kernel.py not available yet (%s)" % e)
-    build = getattr(kmod, "build_kernel", None)
-    if build is None:
-        _skip("recipe.kernel has no build_kernel() yet")
-    try:
-        lib = build()
-    except Exception as e:  # noqa: BLE001  (a kernel that does not build is its own test's failure)
-        _skip("recipe.kernel.build_kernel() failed here: %s: %s" % (type(e).__name__, e))
-    for attr in ("path", "so", "library"):
-        if hasattr(lib, attr):
-            lib = getattr(lib, attr)
-            break
-    lib = os.fspath(lib)
-    if not os.path.isfile(lib):
-        _skip("build_kernel() returned %r, not a file" % lib)
-    return lib
+    from recipe.kernel import build_kernel
+    return build_kernel()  # a kernel that does not build fails here, with the compiler's error
 
 
 def test_native_kernel_depthwise_without_onednn():

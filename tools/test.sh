@@ -30,10 +30,12 @@ echo "== python packages (requirements-test.txt)"
 python3 -m pip install -q -r requirements-test.txt
 
 echo "== aarch64 emulation (rootfs, qemu-user, official torch 2.6.0 aarch64 wheel)"
-python3 -m recipe.emulation setup
+python3 -m tests.harness.emulation setup
 
 echo "== PyTorch 2.6.0 source tree (Debian pytorch 2.6.0+dfsg-7, sha256-verified)"
-python3 -m recipe.pytorch_source
+python3 -m tests.harness.pytorch_source
 
 echo "== tests"
-exec python3 -m pytest "$@"
+# One worker per core (RECIPE_TEST_JOBS=1: one process); each test file stays in one worker, so
+# its module fixtures (builds, qemu processes) are made once; shared caches are locked.
+exec python3 -m pytest -n "${RECIPE_TEST_JOBS:-$(nproc)}" --dist loadfile "$@"

@@ -8,25 +8,51 @@
                          the plan shows and what the stamp hashes; "errors" (what would make
                          the step fail) make the plan fail at once
     run(ctx)             -> results (a JSON-able dict kept in the stamp); raises StepError
+    run_first_with_only(plan)
+                         (optional) steps whose run() the runner calls first under --only
+                         (patch: the sources checks of a --source tree)
+
+A step imports neither the plan nor another step; shared helpers live in recipe/ (proc,
+git, patch_state, stamps, ...).
 
 `describe` never touches the disk beyond reading; `run` does the work.
 """
 from __future__ import annotations
 
 import importlib
+import sys
+
+from recipe.errors import RecipeError
+
+if sys.version_info >= (3, 8):
+    from typing import Protocol
+else:  # pragma: no cover - the recipe runs on 3.8+
+    Protocol = object
 
 ORDER = ("doctor", "sources", "acl", "patch", "build", "repair", "verify", "manifest")
 
 
-class StepError(Exception):
-    """A step failed; the message says what happened and what to do."""
+class StepError(RecipeError):
+    """A step failed; the message says what happened and what to do (exit status 1)."""
 
     def __init__(self, message, log_path=None):
         super().__init__(message)
         self.log_path = log_path
 
 
-def module(name):
+class Step(Protocol):
+    """What a step module provides (the module itself is the object; see the top of this file)."""
+
+    NAME: str
+    TITLE: str
+    DEPENDS: tuple
+
+    def describe(self, plan) -> dict: ...
+
+    def run(self, ctx) -> dict: ...
+
+
+def module(name) -> Step:
     return importlib.import_module("recipe.steps." + name)
 
 

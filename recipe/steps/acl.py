@@ -16,9 +16,8 @@ import json
 import os
 import shutil
 
-from recipe import proc
+from recipe import git, proc
 from recipe.steps import StepError
-from recipe.steps import sources as sources_step
 
 NAME = "acl"
 TITLE = "Arm Compute Library at its pinned tag/commit, scons with the official wheels' flags (cached)"
@@ -67,10 +66,10 @@ def run(ctx):
     if not os.path.isdir(os.path.join(src, ".git")):
         if os.path.exists(src):
             shutil.rmtree(src)
-        sources_step.check_reachable(acl["git_url"], acl["tag"])
+        git.check_reachable(acl["git_url"], acl["tag"])
         os.makedirs(plan.acl_dir, exist_ok=True)
-        sources_step._git(["clone", "--depth", "1", "--branch", acl["tag"], acl["git_url"], src])
-    head = sources_step._git(["rev-parse", "HEAD"], cwd=src).stdout.strip()
+        git.run(["clone", "--depth", "1", "--branch", acl["tag"], acl["git_url"], src])
+    head = git.run(["rev-parse", "HEAD"], cwd=src).stdout.strip()
     if acl.get("commit") and head != acl["commit"]:
         raise StepError("ACL %s checked out at %s, but the release pins %s: the tag moved or the "
                         "config is wrong (remove %s to re-clone)" % (acl["tag"], head, acl["commit"], src))
@@ -81,8 +80,7 @@ def run(ctx):
 
     cmd = scons_command(plan)
     log_path = os.path.join(plan.log_dir, "acl.log")
-    from recipe.steps.build import run_logged
-    run_logged(cmd, cwd=src, env=dict(os.environ), log_path=log_path, log=ctx.log, what="ACL build")
+    proc.run_logged(cmd, cwd=src, env=dict(os.environ), log_path=log_path, log=ctx.log, what="ACL build")
     if not os.path.exists(lib):
         raise StepError("scons finished but %s is missing; see %s" % (lib, log_path), log_path)
     info = {"tag": acl["tag"], "commit": head, "pinned": bool(acl.get("commit")),

@@ -13,7 +13,7 @@ import platform
 import time
 
 from recipe import RECIPE_VERSION, proc
-from recipe.stamps import sha256_file
+from recipe.hashing import sha256_file
 from recipe.steps import StepError
 
 NAME = "manifest"

@@ -9,7 +9,7 @@ How it works, in order:
   1. parse the series and every patch (file sections and hunks); unreadable entries, files
      that do not exist and paths outside the repo or the tree are reported with series:line
      before anything else happens (the plan refuses such a series: describe() -> errors);
-  2. take the work-dir lock (recipe.worklock: a second run is refused with the holder's
+  2. take the work-dir lock (recipe.locks: a second run is refused with the holder's
      pid) and complete what an interrupted run left (see 5.);
   3. copy every affected file of the tree into a scratch folder in the work dir and play the
      whole series there with `git apply`: an entry whose forward check fails but whose
@@ -45,17 +45,16 @@ import subprocess
 import tempfile
 import threading
 
-from recipe import REPO_ROOT, worklock
-from recipe.stamps import sha256_file
+from recipe import REPO_ROOT, locks
+from recipe.patch_state import JOURNAL_DIR, STATE_FILE
+from recipe.hashing import sha256_file
 from recipe.steps import StepError
 
 NAME = "patch"
 TITLE = "apply the release's patch series: checked whole first, never applied twice"
 DEPENDS = ("sources",)
 
-STATE_FILE = "patch-state.json"
 ORIGINALS_DIR = "patch-originals"
-JOURNAL_DIR = "patch-journal"     # a change being written: the next run completes it
 SCRATCH_PREFIX = "patch-scratch-"  # the scratch copy, in the work dir (never the system temp)
 TMP_SUFFIX = ".recipe-tmp"
 KILL_HOOK_ENV = "RECIPE_TEST_KILL_AT_WRITE"
@@ -629,25 +628,6 @@ def complete_interrupted(work_dir, log=print):
         return _roll_forward(journal_dir, work_dir)
 
 
-def recorded_contents(work_dir):
-    """{rel: set of sha256 (None = absent)} of what the patch step wrote or is writing (a
-    pending journal's before and after too): such files are ours, not local changes."""
-    out = {}
-    try:
-        with open(os.path.join(work_dir, STATE_FILE), encoding="utf-8") as f:
-            for rel, rec in (json.load(f).get("files") or {}).items():
-                out.setdefault(rel, set()).add(rec.get("written"))
-    except (OSError, ValueError, AttributeError):
-        pass
-    try:
-        with open(os.path.join(work_dir, JOURNAL_DIR, "journal.json"), encoding="utf-8") as f:
-            for rec in json.load(f)["writes"]:
-                out.setdefault(rec["path"], set()).update((rec["before"], rec["after"]))
-    except (OSError, ValueError, KeyError, TypeError):
-        pass
-    return out
-
-
 # --------------------------------------------------------------------------- the whole operation
 
 def apply_series(series_path, tree, work_dir, repo_root=REPO_ROOT, log=print):
@@ -659,7 +639,7 @@ def apply_series(series_path, tree, work_dir, repo_root=REPO_ROOT, log=print):
     """
     tree = os.path.abspath(tree)
     entries = parse_series(series_path, repo_root)
-    with worklock.hold(work_dir):
+    with locks.hold(work_dir):
         complete_interrupted(work_dir, log)
         return _apply_locked(entries, tree, work_dir, log)
 
@@ -774,14 +754,15 @@ def describe(plan):
             "outputs": [os.path.join(plan.work_dir, STATE_FILE)]}
 
 
+def run_first_with_only(plan):
+    """`--only patch --source DIR`: the sources step's version and dirty-tree checks first."""
+    return ("sources",) if plan.source_given else ()
+
+
 def run(ctx):
     plan = ctx.plan
-    with worklock.hold(plan.work_dir):
+    with locks.hold(plan.work_dir):
         complete_interrupted(plan.work_dir, ctx.log)
-        if plan.source_given and "sources" not in ctx.results:
-            # `--only patch --source DIR`: the version and dirty-tree checks of the sources step
-            from recipe.steps import sources
-            ctx.results["sources"] = sources.run(ctx)
         res = apply_series(plan.series_path, plan.source_dir, plan.work_dir, log=ctx.log)
     applied = sum(1 for _, s in res["entries"] if s == "applies")
     ctx.log("%d entries: %d applied now, %d already there; %d files changed" % (

@@ -39,7 +39,7 @@ import tempfile
 import zipfile
 
 from recipe import proc
-from recipe.stamps import sha256_file
+from recipe.hashing import sha256_file
 from recipe.steps import StepError
 
 NAME = "repair"

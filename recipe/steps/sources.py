@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
-from recipe import proc
+from recipe import git, patch_state, proc
 from recipe.config import version_tuple
 from recipe.steps import StepError
 
@@ -29,8 +28,6 @@ NAME = "sources"
 TITLE = "PyTorch at the pinned tag + commit with submodules (shallow, parallel), or --source DIR"
 DEPENDS = ()
 
-LS_REMOTE_TIMEOUT = 20  # seconds: long enough for a slow link, short enough to fail "at once"
-GIT_ENV = {"GIT_TERMINAL_PROMPT": "0"}
 
 
 def describe(plan):
@@ -60,37 +57,6 @@ def clone_command(url, tag, dest, jobs):
 
 # --------------------------------------------------------------------------- helpers
 
-def _git(args, cwd=None, timeout=None, check=True):
-    env = dict(os.environ)
-    env.update(GIT_ENV)
-    res = subprocess.run(["git"] + list(args), cwd=cwd, env=env, timeout=timeout,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
-    if check and res.returncode != 0:
-        raise StepError("git %s failed (%d):\n%s" % (" ".join(args), res.returncode,
-                                                      (res.stderr or res.stdout).strip()))
-    return res
-
-
-def is_git_checkout(path):
-    return os.path.exists(os.path.join(path, ".git"))
-
-
-def check_reachable(url, tag, timeout=LS_REMOTE_TIMEOUT):
-    """Fail fast (and name --source) when the repository cannot be reached."""
-    advice = ("no network? Use an existing tree: python build.py --target ... --source DIR "
-              "(a git checkout of %s, or an unpacked source tarball)" % tag)
-    try:
-        res = _git(["ls-remote", "--exit-code", url, "refs/tags/" + tag], timeout=timeout, check=False)
-    except subprocess.TimeoutExpired:
-        raise StepError("cannot reach %s within %d s.\n%s" % (url, timeout, advice))
-    if res.returncode == 2:
-        raise StepError("%s has no tag %s" % (url, tag))
-    if res.returncode != 0:
-        last = ((res.stderr or "").strip().splitlines() or ["git ls-remote failed"])[-1]
-        raise StepError("cannot reach %s: %s\n%s" % (url, last, advice))
-    return res.stdout.split()[0] if res.stdout.strip() else None
-
-
 def base_version(text):
     """'2.6.0a0' -> '2.6.0' (PyTorch's version.txt carries a pre-release suffix)."""
     m = re.match(r"\s*(\d+\.\d+\.\d+)", text or "")
@@ -117,13 +83,12 @@ def onednn_version(tree, rel_path):
 
 def patched_files(work_dir):
     """Files our patch step wrote or is writing (path -> set of sha256), not 'dirty'."""
-    from recipe.steps.patch import recorded_contents
-    return recorded_contents(work_dir)
+    return patch_state.recorded_contents(work_dir)
 
 
 def dirty_files(tree, ours):
-    from recipe.stamps import sha256_file
-    res = _git(["status", "--porcelain", "--untracked-files=no"], cwd=tree)
+    from recipe.hashing import sha256_file
+    res = git.run(["status", "--porcelain", "--untracked-files=no"], cwd=tree)
     dirty = []
     for line in res.stdout.splitlines():
         path = line[3:].strip()
@@ -137,14 +102,14 @@ def dirty_files(tree, ours):
 
 
 def verify_git_tree(tree, commit, allow_dirty, ours):
-    head = _git(["rev-parse", "HEAD"], cwd=tree).stdout.strip()
+    head = git.run(["rev-parse", "HEAD"], cwd=tree).stdout.strip()
     if head != commit:
         raise StepError(
             "%s is at commit %s, but the release pins %s.\n"
             "  The tag moved, the checkout is another version, or the release config is wrong: "
             "check out the pinned commit (git -C %s checkout %s && git submodule update --init "
             "--recursive) or fix configs/releases." % (tree, head, commit, tree, commit))
-    subs = _git(["submodule", "status", "--recursive"], cwd=tree).stdout.splitlines()
+    subs = git.run(["submodule", "status", "--recursive"], cwd=tree).stdout.splitlines()
     missing = [l.split()[1] for l in subs if l.startswith("-")]
     moved = [l.split()[1] for l in subs if l.startswith("+")]
     if missing:
@@ -162,7 +127,7 @@ def verify_git_tree(tree, commit, allow_dirty, ours):
 
 def submodule_commits(tree):
     out = {}
-    res = _git(["submodule", "status", "--recursive"], cwd=tree, check=False)
+    res = git.run(["submodule", "status", "--recursive"], cwd=tree, check=False)
     for line in res.stdout.splitlines():
         parts = line[1:].split()
         if len(parts) >= 2:
@@ -183,23 +148,23 @@ def run(ctx):
             raise StepError("--source %s: no such directory" % tree)
     elif not os.path.exists(tree):
         ctx.log("checking %s is reachable ..." % plan.git_url)
-        check_reachable(plan.git_url, rel["tag"])
+        git.check_reachable(plan.git_url, rel["tag"])
         jobs = min(8, max(2, plan.host["cpus"]))
         cmd = clone_command(plan.git_url, rel["tag"], tree, jobs)
         ctx.log("$ " + proc.shell_join(cmd))
         os.makedirs(os.path.dirname(tree), exist_ok=True)
-        res = _git(cmd[1:], check=False)
-        if res.returncode != 0 and is_git_checkout(tree):
+        res = git.run(cmd[1:], check=False)
+        if res.returncode != 0 and git.is_checkout(tree):
             # the superproject arrived but a shallow submodule fetch did not (a server that
             # refuses to serve a pinned commit by sha at depth 1): fetch submodules in full
             ctx.warn("shallow submodule clone failed; fetching submodules without --depth")
-            res = _git(["submodule", "update", "--init", "--recursive", "--jobs", str(jobs)],
+            res = git.run(["submodule", "update", "--init", "--recursive", "--jobs", str(jobs)],
                        cwd=tree, check=False)
         if res.returncode != 0:
             raise StepError("clone failed:\n%s\n  remove %s and retry, or use --source DIR"
                             % (res.stderr.strip()[-2000:], tree))
 
-    if is_git_checkout(tree):
+    if git.is_checkout(tree):
         head, dirty = verify_git_tree(tree, rel["commit"], plan.options.get("allow_dirty"),
                                       patched_files(plan.work_dir))
         result.update({"kind": "git", "commit": head, "commit_verified": True,

@@ -13,7 +13,7 @@ Fetching, in order:
    (``Dir::Etc::SourceList``, ``Dir::Etc::SourceParts=/dev/null``, private
    ``Dir::State::Lists`` and ``Dir::Cache``): the host's apt state is not touched. The
    mirror is read from this machine's apt configuration at run time
-   (`recipe.emulation.debian_mirror`). apt checks the archive signature and the hashes in
+   (`tests.harness.emulation.debian_mirror`). apt checks the archive signature and the hashes in
    the Sources index.
 3. If apt cannot (no apt-get/keyring, or the archive has moved on to a newer Debian
    revision of 2.6.0 so `=2.6.0+dfsg-7` is no longer indexed; the orig tarball is shared by
@@ -43,8 +43,11 @@ import tempfile
 import time
 import urllib.request
 
+from recipe.log import logger
 from recipe import cache_dir
-from recipe.emulation import debian_mirror, file_lock, sha256_file, EmulationError
+from recipe import locks
+from tests.harness.emulation import debian_mirror, EmulationError
+from recipe.hashing import sha256_file
 
 PACKAGE = "pytorch"
 DEBIAN_VERSION = "2.6.0+dfsg-7"
@@ -70,9 +73,7 @@ class SourceError(RuntimeError):
     """The PyTorch source cannot be obtained or failed verification."""
 
 
-def log(msg):
-    sys.stderr.write("[pytorch-source] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("pytorch-source")
 
 
 def source_root():
@@ -235,7 +236,7 @@ def ensure_pytorch_source():
     tree = tree_path()
     if _tree_complete(tree):
         return tree
-    with file_lock(os.path.join(source_root(), ".lock")):
+    with locks.waiting(os.path.join(source_root(), ".lock")):
         if _tree_complete(tree):
             return tree
         if os.path.lexists(tree):

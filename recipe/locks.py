@@ -1,10 +1,12 @@
-"""The work-dir lock: one run at a time per work dir, and a clear message naming the other.
+"""The two kinds of lock, both flock(2) (the kernel drops them when the holder dies, even by
+SIGKILL, so a killed run never leaves a stale lock):
 
-`hold(work_dir)` takes an exclusive flock on WORK/.lock without waiting; when another
-process has it, Busy says "another run holds it (pid N)". The kernel drops the lock when
-its holder dies (even by SIGKILL), so a killed run never leaves a stale lock. Re-entrant
-within a process (build.py holds it for the whole build; the patch step takes it again
-when called on its own). recipe.emulation.file_lock is the waiting kind, for shared caches.
+* `hold(work_dir)`: one run at a time per work dir. Takes WORK/.lock without waiting; when
+  another process has it, Busy says "another run holds it (pid N)". Re-entrant within a
+  process (build.py holds it for the whole build; the patch step takes it again when called
+  on its own).
+* `waiting(path)`: a shared cache (downloads, builds, root filesystems) filled by whoever
+  comes first; the others wait, then find it filled.
 """
 from __future__ import annotations
 
@@ -63,3 +65,15 @@ def hold(work_dir):
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)  # closing the descriptor releases the flock
+
+
+@contextlib.contextmanager
+def waiting(path):
+    """Exclusive lock on `path`, waiting for the holder (concurrent fills of one cache)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a+") as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)

@@ -7,11 +7,11 @@ layout). `ensure_debian_torch(arch)` makes a trixie root filesystem with it inst
 
 * ``amd64``: an amd64 chroot on this x86_64 machine, no emulation (fast);
 * ``arm64``: an arm64 chroot run under qemu-user through binfmt_misc (the emulation
-  harness must work: `recipe.emulation.ensure_binfmt`).
+  harness must work: `tests.harness.emulation.ensure_binfmt`).
 
 Steps (once; cached under ``recipe.cache_dir("debian-torch", "trixie-<arch>")``, built in
 ``<dir>.tmp-<pid>`` and renamed when complete): ``debootstrap --variant=minbase trixie``
-from this machine's own Debian mirror (`recipe.emulation.debian_mirror`), then inside the
+from this machine's own Debian mirror (`tests.harness.emulation.debian_mirror`), then inside the
 chroot ``apt-get install --no-install-recommends python3-torch=2.6.0+dfsg-7
 libtorch2.6=2.6.0+dfsg-7 python3-venv`` (apt resolves and verifies the dependencies
 against the signed trixie index; the two torch packages are also checked against the
@@ -21,7 +21,7 @@ user pip-installs an add-on into ``python3 -m venv --system-site-packages DIR`` 
 keeps pip out of the system site): `make_venv` does that in a folder outside the rootfs.
 
 Run commands with ``.run(argv)`` / ``.python(code)`` of the returned
-`recipe.emulation.Emulation` (chroot mode: private mount namespace, the caller's bind
+`tests.harness.emulation.Emulation` (chroot mode: private mount namespace, the caller's bind
 directories at the same paths).
 """
 from __future__ import annotations
@@ -36,9 +36,11 @@ import subprocess
 import sys
 import time
 
-from recipe import cache_dir
-from recipe.emulation import (Emulation, EmulationError, binfmt_works, debian_mirror,
-                              ensure_binfmt, file_lock, is_root, sha256_file)
+from recipe.log import logger
+from recipe import cache_dir, locks
+from tests.harness.emulation import (Emulation, EmulationError, binfmt_works, debian_mirror,
+                              ensure_binfmt, is_root)
+from recipe.hashing import sha256_file
 
 SUITE = "trixie"
 DEBIAN_VERSION = "2.6.0+dfsg-7"
@@ -61,9 +63,7 @@ EXTRA_PACKAGES = ("python3-venv",)
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}
 
 
-def log(msg):
-    sys.stderr.write("[debian-torch] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("debian-torch")
 
 
 def rootfs_path(arch):
@@ -158,11 +158,11 @@ def ensure_debian_torch(arch="amd64"):
                              "(apt-get install debootstrap util-linux)")
     if not _native(arch) and not (binfmt_works() or ensure_binfmt()):
         raise EmulationError("an %s chroot needs qemu-user through binfmt_misc "
-                             "(python3 -m recipe.emulation setup)" % arch)
+                             "(python3 -m tests.harness.emulation setup)" % arch)
     if _complete(root):
         return _emulation(root)
     os.makedirs(os.path.dirname(root), exist_ok=True)
-    with file_lock(cache_dir("debian-torch", ".lock-" + arch)):
+    with locks.waiting(cache_dir("debian-torch", ".lock-" + arch)):
         if not _complete(root):
             if os.path.lexists(root):
                 subprocess.run(["rm", "-rf", "--one-file-system", root])
@@ -188,7 +188,7 @@ def library_exports(arch):
     libc10, {library file name: soname}, NEEDED of libtorch_cpu). OpenMP (GOMP_*, omp_*)
     is not among the exports: Debian's libtorch_cpu NEEDs the system's libgomp.so.1."""
     from recipe.addon_headers import dynamic_symbols
-    from recipe.crossbuild import CrossBuildError, fetch_pool_file
+    from tests.harness.crossbuild import CrossBuildError, fetch_pool_file
     fn, size, sha = PACKAGES[("libtorch2.6", arch)]
     root = cache_dir("debian-torch", "libtorch2.6-" + arch)
     marker = os.path.join(root, ".complete")
@@ -223,7 +223,7 @@ def library_exports(arch):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python3 -m recipe.debian_torch",
+    p = argparse.ArgumentParser(prog="python3 -m tests.harness.debian_torch",
                                 description="trixie chroot with Debian's python3-torch %s"
                                             % DEBIAN_VERSION)
     p.add_argument("--arch", choices=ARCHES, default="amd64")

@@ -47,10 +47,10 @@ import time
 import urllib.request
 
 from recipe import cache_dir
-from recipe.emulation import (EmulationError, debian_mirror, ensure_host_packages, file_lock,
+from tests.harness.emulation import (EmulationError, debian_mirror, ensure_host_packages, file_lock,
                               sha256_file)
 # The private deb-src apt configuration pytorch_source.py uses for Debian's pytorch.
-from recipe.pytorch_source import KEYRING, _apt_opts
+from tests.harness.pytorch_source import KEYRING, _apt_opts
 
 PACKAGE = "qemu"
 DEBIAN_VERSION = "1:7.2+dfsg-7+deb12u18"
@@ -419,7 +419,7 @@ def parse_log(text):
 
 
 def main(argv=None):
-    """python -m recipe.qemu_plugins: build (or find) it; prints the build directory."""
+    """python -m tests.harness.qemu_plugins: build (or find) it; prints the build directory."""
     t0 = time.time()
     try:
         q = ensure_qemu_plugins()

@@ -46,9 +46,10 @@ import sys
 import tempfile
 import time
 
-from recipe import cache_dir
-from recipe.emulation import (EmulationError, PY_VERSION, ensure_emulation, file_lock,
-                              sha256_file, WHEELS as ROOTFS_WHEELS)
+from recipe import cache_dir, download, locks
+from recipe.log import logger
+from tests.harness.emulation import EmulationError, PY_VERSION, ensure_emulation, WHEELS as ROOTFS_WHEELS
+from recipe.hashing import sha256_file
 
 TORCH_VERSION = "2.14.1"
 LOCAL_VERSION = "2.14.1+cu130"
@@ -137,9 +138,7 @@ CPUINFO_ENTRY = ("processor\t: %d\nBogoMIPS\t: 50.00\nFeatures\t: fp asimd evtst
                  "CPU part\t: 0xd0c\nCPU revision\t: 1\n\n")
 
 
-def log(msg):
-    sys.stderr.write("[emulation-cuda] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("emulation-cuda")
 
 
 def wheel_dir():
@@ -167,29 +166,13 @@ def ensure_wheels():
         t0 = time.time()
         log("downloading %d wheel(s), %.1f GB (pip download --platform ..._aarch64)"
             % (len(todo), sum(w[2] for w in todo) / 1e9))
-        with tempfile.TemporaryDirectory(dir=wdir, prefix=".dl-") as tmp:
-            reqs = os.path.join(tmp, "requirements.txt")
-            with open(reqs, "w") as f:
-                for req, fn, size, sha in todo:
-                    f.write("%s --hash=sha256:%s\n" % (req, sha))
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-                   "--only-binary=:all:", "--python-version", PY_VERSION,
-                   "--implementation", "cp", "--abi", "cp" + PY_VERSION.replace(".", ""),
-                   "--dest", tmp, "-r", reqs, "--disable-pip-version-check", "-q"]
-            for tag in PLATFORMS:
-                cmd += ["--platform", tag]
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True)
-            if r.returncode != 0:
-                raise EmulationError("pip download of the CUDA 13 aarch64 wheels failed (is "
-                                     "the package index reachable?):\n%s" % r.stdout[-3000:])
-            for req, fn, size, sha in todo:
-                if not _ok(os.path.join(tmp, fn), size, sha):
-                    raise EmulationError("downloaded %s does not match the pinned size %d / "
-                                         "sha256 %s" % (fn, size, sha))
-                os.replace(os.path.join(tmp, fn), os.path.join(wdir, fn))
+        try:
+            download.pip_download([(req, sha) for req, _, _, sha in todo], wdir, PLATFORMS,
+                                  PY_VERSION, expected={fn: (size, sha) for _, fn, size, sha in todo})
+        except download.DownloadError as e:
+            raise EmulationError(str(e))
         log("downloaded in %.0f s" % (time.time() - t0))
-    from recipe.emulation import ensure_wheels as ensure_rootfs_wheels
+    from tests.harness.emulation import ensure_wheels as ensure_rootfs_wheels
     numpy = [p for p in ensure_rootfs_wheels() if os.path.basename(p) == NUMPY[1]]
     return [os.path.join(wdir, w[1]) for w in WHEELS] + numpy
 
@@ -303,7 +286,7 @@ def ensure_cuda_torch():
     venv = venv_path()
     if _venv_complete(venv, wheels):
         return CudaTorch(emu, venv)
-    with file_lock(cache_dir("emu-cuda", ".lock")):
+    with locks.waiting(cache_dir("emu-cuda", ".lock")):
         if _venv_complete(venv, wheels):
             return CudaTorch(emu, venv)
         t0 = time.time()
@@ -340,7 +323,7 @@ def ensure_cuda_torch():
 
 
 def main(argv=None):
-    """python3 -m recipe.emulation_cuda: set up, then `import torch` once under qemu."""
+    """python3 -m tests.harness.emulation_cuda: set up, then `import torch` once under qemu."""
     try:
         ct = ensure_cuda_torch()
     except EmulationError as e:

@@ -50,7 +50,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import glob
 import hashlib
 import json
@@ -65,7 +64,9 @@ import sys
 import tempfile
 import time
 
-from recipe import cache_dir
+from recipe import cache_dir, download, locks
+from recipe.hashing import sha256_file
+from recipe.log import logger
 
 SUITE = "bookworm"
 DEB_ARCH = "arm64"
@@ -137,34 +138,11 @@ class EmulationError(RuntimeError):
     """The harness cannot be set up; the message says what to install or do."""
 
 
-def log(msg):
-    sys.stderr.write("[emulation] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("emulation")
 
 
 # --------------------------------------------------------------------------- host helpers
 
-def sha256_file(path, bufsize=1 << 20):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(bufsize)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
-@contextlib.contextmanager
-def file_lock(path):
-    """Exclusive advisory lock (concurrent setups from parallel test runs serialise)."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "a+") as f:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 
 def is_root():
@@ -191,7 +169,7 @@ def ensure_host_packages(tools=HOST_TOOLS):
     if not is_root() or shutil.which("apt-get") is None:
         raise EmulationError(
             "missing host packages: %s. Install them (Debian/Ubuntu: `sudo apt-get install -y %s`)"
-            " and run `python3 -m recipe.emulation setup` again."
+            " and run `python3 -m tests.harness.emulation setup` again."
             % (", ".join(missing), " ".join(missing)))
     log("installing host packages: %s" % " ".join(missing))
     subprocess.run(["apt-get", "update"], check=True, env=_apt_env())
@@ -373,10 +351,6 @@ def wheel_dir():
     return cache_dir("emu", "wheels")
 
 
-def _wheel_ok(path, size, sha):
-    return os.path.isfile(path) and os.path.getsize(path) == size and sha256_file(path) == sha
-
-
 def ensure_wheels(verify=False, wheels=WHEELS):
     """Download (on the host) and verify pinned aarch64 wheels (default: the rootfs's set,
     WHEELS; entries are (requirement, file name, size, sha256)); returns their paths."""
@@ -394,30 +368,13 @@ def ensure_wheels(verify=False, wheels=WHEELS):
     if todo:
         log("downloading %d aarch64 wheel(s) with pip (host side, --platform %s)"
             % (len(todo), PLATFORM))
-        with tempfile.TemporaryDirectory(dir=wdir, prefix=".dl-") as tmp:
-            reqs = os.path.join(tmp, "requirements.txt")
-            with open(reqs, "w") as f:
-                for req, fn, size, sha in todo:
-                    f.write("%s --hash=sha256:%s\n" % (req, sha))
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-                   "--only-binary=:all:", "--platform", PLATFORM,
-                   # older wheels (torch 2.1) are tagged manylinux2014 only; hashes pin the files
-                   "--platform", "manylinux2014_aarch64",
-                   "--python-version", PY_VERSION, "--implementation", "cp",
-                   "--abi", "cp" + PY_VERSION.replace(".", ""),
-                   "--dest", tmp, "-r", reqs, "--disable-pip-version-check"]
-            r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               universal_newlines=True)
-            if r.returncode != 0:
-                raise EmulationError("pip download of the aarch64 wheels failed (is pip "
-                                     "installed and the package index reachable?):\n%s"
-                                     % r.stdout[-4000:])
-            for req, fn, size, sha in todo:
-                src = os.path.join(tmp, fn)
-                if not _wheel_ok(src, size, sha):
-                    raise EmulationError("downloaded %s does not match the pinned size %d / "
-                                         "sha256 %s" % (fn, size, sha))
-                os.replace(src, os.path.join(wdir, fn))
+        try:
+            # older wheels (torch 2.1) are tagged manylinux2014 only; hashes pin the files
+            download.pip_download([(req, sha) for req, _, _, sha in todo], wdir,
+                                  [PLATFORM, "manylinux2014_aarch64"], PY_VERSION,
+                                  expected={fn: (size, sha) for _, fn, size, sha in todo})
+        except download.DownloadError as e:
+            raise EmulationError(str(e))
     known = {}
     with contextlib.suppress(OSError, ValueError):
         with open(stamp) as f:
@@ -785,7 +742,7 @@ def ensure_emulation(verbose=True):
     emu = _quick_state()
     if emu is not None:
         return emu
-    with file_lock(cache_dir("emu", ".lock")):
+    with locks.waiting(cache_dir("emu", ".lock")):
         emu = _quick_state()
         if emu is not None:
             return emu
@@ -801,7 +758,7 @@ def ensure_emulation(verbose=True):
         if not _rootfs_complete(root):
             if not is_root():
                 raise EmulationError("building the arm64 rootfs needs root (debootstrap, "
-                                     "chroot): run `sudo python3 -m recipe.emulation setup`")
+                                     "chroot): run `sudo python3 -m tests.harness.emulation setup`")
             build_rootfs(mode)
         emu = Emulation(root, mode)
         if not _site_complete(root):
@@ -839,7 +796,7 @@ def _cwd_bind():
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="python -m recipe.emulation",
+    p = argparse.ArgumentParser(prog="python -m tests.harness.emulation",
                                 description="aarch64 qemu-user emulation harness")
     sub = p.add_subparsers(dest="cmd")
     sub.add_parser("setup", help="set up (or verify) the rootfs, binfmt and wheels")

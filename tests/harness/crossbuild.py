@@ -84,9 +84,11 @@ import time
 import urllib.request
 import zipfile
 
+from recipe.log import logger
 from recipe import cache_dir
-from recipe.emulation import (EmulationError, debian_mirror, ensure_wheels, file_lock,
-                              sha256_file, GUEST_SITE, WHEELS)
+from recipe import locks
+from tests.harness.emulation import EmulationError, debian_mirror, ensure_wheels, GUEST_SITE, WHEELS
+from recipe.hashing import sha256_file
 
 ARCHES = ("aarch64", "x86_64")
 COMPILERS = {"aarch64": "aarch64-linux-gnu-g++", "x86_64": "g++"}
@@ -161,9 +163,7 @@ class CrossBuildError(RuntimeError):
     pass
 
 
-def log(msg):
-    sys.stderr.write("[crossbuild] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("crossbuild")
 
 
 class CompileResult(object):
@@ -206,7 +206,7 @@ def compiler(arch):
     exe = shutil.which(COMPILERS[arch])
     if exe is None:
         raise CrossBuildError("%s not found: apt-get install -y %s (or run "
-                              "`python3 -m recipe.emulation setup`, which installs it)"
+                              "`python3 -m tests.harness.emulation setup`, which installs it)"
                               % (COMPILERS[arch], COMPILER_PACKAGES[arch]))
     return exe
 
@@ -228,7 +228,7 @@ def wheel_include():
     marker = os.path.join(root, ".complete")
     if os.path.exists(marker):
         return inc
-    with file_lock(cache_dir("crossbuild", ".lock")):
+    with locks.waiting(cache_dir("crossbuild", ".lock")):
         if os.path.exists(marker):
             return inc
         try:
@@ -295,7 +295,7 @@ def extra_headers(arch):
 
     if done():
         return inc
-    with file_lock(cache_dir("crossbuild", ".lock")):
+    with locks.waiting(cache_dir("crossbuild", ".lock")):
         if done():
             return inc
         debdir = cache_dir("crossbuild", "debs")
@@ -446,7 +446,7 @@ def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=()
     if torch_site is None:
         if arch != "aarch64":
             raise ValueError("build_graft(arch='x86_64') needs torch_site")
-        from recipe.emulation import ensure_emulation
+        from tests.harness.emulation import ensure_emulation
         torch_site = ensure_emulation().torch_site
     torch_site = os.path.abspath(torch_site)
     lib = os.path.join(torch_site, "lib")
@@ -479,9 +479,9 @@ def build_graft(sources, out_so, arch="aarch64", torch_site=None, extra_flags=()
 
 
 def main(argv=None):
-    """python -m recipe.crossbuild check TU [--arch A] [--tree DIR]: one compile check."""
+    """python -m tests.harness.crossbuild check TU [--arch A] [--tree DIR]: one compile check."""
     import argparse
-    p = argparse.ArgumentParser(prog="python -m recipe.crossbuild")
+    p = argparse.ArgumentParser(prog="python -m tests.harness.crossbuild")
     p.add_argument("tu")
     p.add_argument("--arch", default="aarch64", choices=ARCHES)
     p.add_argument("--tree", default=None, help="(patched) PyTorch source tree")
