@@ -55,6 +55,7 @@ import tempfile
 import time
 
 from recipe.errors import MissingPrerequisite, RecipeError
+from recipe.log import logger
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # An aarch64 syscall number Linux does not have (ENOSYS): starts the cache model.
@@ -123,9 +124,7 @@ class BenchError(RecipeError):
     """A counting run failed (exit status 1); the message says how."""
 
 
-def log(msg):
-    sys.stderr.write("[bench-emulated] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("bench-emulated")
 
 
 # --------------------------------------------------------------------------- host side
@@ -409,7 +408,9 @@ def main(argv=None):
     try:
         from tests.harness.emulation import EmulationError
         from tests.harness.qemu_plugins import QemuBuildError
-    except ImportError as e:  # an installed recipe without its tests/ folder
+    except ModuleNotFoundError as e:  # an installed recipe without its tests/ folder
+        if not (e.name or "").startswith("tests"):
+            raise
         raise MissingPrerequisite("bench --emulated runs on the test harness of a source "
                                   "checkout (tests/harness/, %s): run it from one" % e)
     from recipe.addon import AddonBuildError

@@ -68,6 +68,13 @@ def _cycles(edges):
     return cycles
 
 
+def test_every_module_of_the_product_and_the_harness_imports():
+    harness = ["tests.harness." + f[:-3] for f in os.listdir(os.path.join(TESTS, "harness"))
+               if f.endswith(".py") and f != "__init__.py"]
+    for name in sorted(_modules()) + sorted(harness):
+        importlib.import_module(name)  # an ImportError here names the broken import
+
+
 def test_the_product_import_graph_has_no_cycle():
     _, edges = _graph()
     assert not _cycles(edges), "\n".join(" -> ".join(c) for c in _cycles(edges))

@@ -46,9 +46,10 @@ import tempfile
 import time
 import urllib.request
 
-from recipe import cache_dir
-from tests.harness.emulation import (EmulationError, debian_mirror, ensure_host_packages, file_lock,
-                              sha256_file)
+from recipe import cache_dir, locks
+from recipe.hashing import sha256_file
+from recipe.log import logger
+from tests.harness.emulation import EmulationError, debian_mirror, ensure_host_packages
 # The private deb-src apt configuration pytorch_source.py uses for Debian's pytorch.
 from tests.harness.pytorch_source import KEYRING, _apt_opts
 
@@ -171,9 +172,7 @@ class QemuBuildError(RuntimeError):
     """The plugin-enabled qemu cannot be obtained or built; the message says why."""
 
 
-def log(msg):
-    sys.stderr.write("[qemu-plugins] %s\n" % msg)
-    sys.stderr.flush()
+log = logger("qemu-plugins")
 
 
 # --------------------------------------------------------------------------- source
@@ -383,7 +382,7 @@ def ensure_qemu_plugins():
     root = build_dir()
     if _complete(root):
         return CountingQemu(root)
-    with file_lock(cache_dir("qemu-plugins", ".lock")):
+    with locks.waiting(cache_dir("qemu-plugins", ".lock")):
         if _complete(root):
             return CountingQemu(root)
         try:
