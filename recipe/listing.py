@@ -66,12 +66,12 @@ def main(argv=None):
                           "aliases": aliases, "compatibility": matrix,
                           "paths": paths}, indent=2, sort_keys=True))
         return 0
-    row = "  %-22s %-8s %-24s %-14s %-7s %-14s %s"
+    row = "  %-22s %-8s %-44s %-14s %-7s %-14s %s"
     print("Targets:")
-    print(row % ("name", "arch", "cpu (-march)", "JetPack", "python", "CUDA", "ACL arch"))
+    print(row % ("name", "arch", "cpu", "JetPack", "python", "CUDA", "ACL arch"))
     for t in targets:
         jp = "%s (%s)" % (t["jetpack"]["version"], t["jetpack"]["l4t"]) if t.get("jetpack") else "-"
-        print(row % (t["name"], t["arch"], t["cpu"]["march"], jp, t["python"], _cuda(t),
+        print(row % (t["name"], t["arch"], t["cpu"]["name"], jp, t["python"], _cuda(t),
                      t["cpu"]["acl_arch"] if t["acl"] else "off"))
     print("\nWhich path (from source: a carried release; add-on: on the torch the board runs):")
     prow = "  %-22s %-50s %s"

@@ -419,8 +419,8 @@ def format_plan(p):
         add("            %s" % t["description"])
     else:
         add("  target    %s: %s" % (t["name"], t["description"]))
-    add("            cpu %s (-march=%s%s)" % (t["cpu"]["name"], t["cpu"]["march"],
-                                              ", ACL arch=%s" % t["cpu"]["acl_arch"] if p.acl_enabled else ""))
+    add("            cpu %s%s" % (t["cpu"]["name"],
+                                  " (ACL arch=%s)" % t["cpu"]["acl_arch"] if p.acl_enabled else ""))
     add("  release   %s: torch %s @ %s, oneDNN %s, ACL %s%s" % (
         r["name"], r["torch"]["tag"], r["torch"]["commit"], r["onednn"]["version"], r["acl"]["tag"],
         "" if p.acl_enabled else " (not used)"))

@@ -7,11 +7,14 @@ torch's DispatchStub), installed beside the official torch 2.6.0 aarch64 wheel a
 qemu-user by an interpreter that only imports torch -- twice, one per compiled capability:
 
 * FP16 (``-march=armv8.2-a+fp16``, chosen at run time where HWCAP has asimdhp: Jetson CPUs,
-  and qemu's default CPU): fp16 convs accumulate in fp16 vector arithmetic (8 lanes);
-* DEFAULT (ARMv8.0 NEON): under qemu's Cortex-A57 model (QEMU_CPU=cortex-a57: ARMv8.0, no
-  FP16 arithmetic, so the add-on chooses DEFAULT by itself, and any FP16 instruction that
-  leaked into the code it runs would kill the process with SIGILL): fp32 NEON, fp16
-  accumulated in fp32.
+  and qemu's cortex-a76 model): fp16 convs accumulate in fp16 vector arithmetic (8 lanes);
+* DEFAULT (ARMv8.0 NEON, what every in-tree aarch64 build compiles): under qemu's Cortex-A57
+  model (ARMv8.0, no FP16 arithmetic, so the add-on chooses DEFAULT by itself, and any FP16
+  instruction that leaked into the code it runs would kill the process with SIGILL): fp32
+  NEON, fp16 accumulated in fp32. The same DEFAULT object, forced on the cortex-a76
+  (TORCH_GROUPED_CONV_CPU_CAPABILITY=default), must take its own fp16-arithmetic engines
+  (compiled under a target pragma, chosen from the asimdhp hwcap): that is how the in-tree
+  build, which has no FP16 capability, gets fp16 arithmetic on a Jetson.
 
 Each is compared with a float64 reference computed in the same aarch64 process. Timings under
 qemu mean nothing.
@@ -40,6 +43,9 @@ CASES = [
     (1, 384, 1, 56, 56, (3, 3), (1, 1), (1, 1), (1, 1)),  # the original report's layer
 ]
 BACKWARD_CASES = [CASES[1], CASES[3], CASES[5]]
+
+# qemu -cpu models (QEMU_CPU): without and with ARMv8.2-A fp16 arithmetic (asimdhp).
+CPU_WITHOUT_FP16, CPU_WITH_FP16 = "cortex-a57", "cortex-a76"
 
 # max |y - ref| / max |ref| against float64 of the same rounded inputs.
 FP32_TOLERANCE = 1e-5
@@ -97,13 +103,34 @@ with profile(activities=[ProfilerActivity.CPU]) as prof:
 counts = {e.key: e.count for e in prof.key_averages()}
 ref = F.conv1d(x.double(), w.double(), padding=K - 1, groups=C)[..., :L]
 out["conv1d"] = [counts.get("aten::_conv_depthwise2d", 0), err(y, ref)]
+
+# fp16 backward (grad_input accumulates like the forward; grad_weight always in fp32).
+out["backward_fp16"] = []
+if "float16" in DTYPES:
+    for n, c, m, h, w, k, s, p, d in BACKWARD_CASES:
+        for cl in (False, True):
+            x = torch.randn(n, c, h, w).half()
+            if cl:
+                x = x.contiguous(memory_format=torch.channels_last)
+            wt = torch.randn(c * m, 1, *k).half()
+            go = torch.randn_like(F.conv2d(x.float(), wt.float(), None, s, p, d, groups=c)).half()
+            gi, gw, _ = torch.ops.native_dwconv.conv_depthwise2d_backward(
+                go, x, wt, list(k), list(s), list(p), list(d), [True, True, False])
+            xd, wd = x.double().requires_grad_(), wt.double().requires_grad_()
+            F.conv2d(xd, wd, None, s, p, d, groups=c).backward(go.double())
+            out["backward_fp16"].append([[n, c, m, h, w, k, s, p, d], cl, err(gi, xd.grad),
+                                         err(gw, wd.grad), gi.float().sum().item()])
 print("RESULT " + json.dumps(out))
 """
 
 
-def _run(aarch64_addon, dtypes, env=None):
+def _run(aarch64_addon, dtypes, cpu, capability=None):
     code = (textwrap.dedent(SCRIPT).replace("DTYPES", repr(dtypes))
             .replace("BACKWARD_CASES", repr(BACKWARD_CASES)).replace("CASES", repr(CASES)))
+    # qemu-user reads its CPU model from QEMU_CPU (binfmt and -L modes alike).
+    env = {"QEMU_CPU": cpu}
+    if capability:
+        env["TORCH_GROUPED_CONV_CPU_CAPABILITY"] = capability
     proc = aarch64_addon.python(code, env=env, timeout=1500)
     assert proc.returncode == 0, "aarch64 python failed:\n%s\n%s" % (proc.stdout, proc.stderr)
     lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
@@ -113,13 +140,20 @@ def _run(aarch64_addon, dtypes, env=None):
 
 @pytest.fixture(scope="module")
 def neon_results(aarch64_addon):
-    return _run(aarch64_addon, ["float32", "float16", "bfloat16"],
-                env={"QEMU_CPU": "cortex-a57"})
+    """DEFAULT on a CPU without fp16 arithmetic."""
+    return _run(aarch64_addon, ["float32", "float16", "bfloat16"], CPU_WITHOUT_FP16)
 
 
 @pytest.fixture(scope="module")
 def neon_fp16_results(aarch64_addon):
-    return _run(aarch64_addon, ["float32", "float16"])
+    """The FP16 capability (-march=armv8.2-a+fp16), chosen by the add-on on an fp16 CPU."""
+    return _run(aarch64_addon, ["float32", "float16"], CPU_WITH_FP16)
+
+
+@pytest.fixture(scope="module")
+def neon_default_on_fp16_cpu_results(aarch64_addon):
+    """The DEFAULT object (the in-tree build's) on a CPU with fp16 arithmetic."""
+    return _run(aarch64_addon, ["float32", "float16"], CPU_WITH_FP16, capability="default")
 
 
 def test_the_patched_tree_holds_the_same_kernel_sources(patched_source_tree):
@@ -142,6 +176,20 @@ def _forward_failures(results, tolerances):
     return failures
 
 
+def _backward_fp16_failures(results, grad_input_tolerance):
+    failures = []
+    for case, cl, gi, gw, _ in results["backward_fp16"]:
+        if not (gi <= grad_input_tolerance and gw <= FP16_TOLERANCE_FP32_ACCUM):
+            failures.append("%s %s: fp16 grad_input %.3g, grad_weight %.3g" % (
+                case, "channels_last" if cl else "NCHW", gi, gw))
+    return failures
+
+
+def _by_key(results, dtype):
+    return {(json.dumps(c), cl): (err, checksum)
+            for c, dt, cl, _, err, checksum in results["forward"] if dt == dtype}
+
+
 def test_neon_build_matches_float64_on_aarch64(neon_results):
     assert neon_results["capability"] == "DEFAULT", "an ARMv8.0 CPU must get the NEON kernels"
     assert neon_results["registered_aten_kernels"] is True, "2.6.0 has no CPU _conv_depthwise2d"
@@ -149,6 +197,27 @@ def test_neon_build_matches_float64_on_aarch64(neon_results):
     assert not _forward_failures(neon_results, {"float32": FP32_TOLERANCE,
                                                 "float16": FP16_TOLERANCE_FP32_ACCUM,
                                                 "bfloat16": BF16_TOLERANCE})
+    assert len(neon_results["backward_fp16"]) == len(BACKWARD_CASES) * 2
+    assert not _backward_fp16_failures(neon_results, FP16_TOLERANCE_FP32_ACCUM)
+
+
+def test_default_build_takes_the_fp16_arithmetic_path_only_on_an_fp16_cpu(
+        neon_results, neon_default_on_fp16_cpu_results, neon_fp16_results):
+    """One ARMv8.0 object (what the in-tree build compiles): on the cortex-a76 its fp16 convs
+    run the fp16-arithmetic variant (bit for bit what the FP16 capability computes), on the
+    cortex-a57 the fp32 accumulation (where an fp16 instruction would have been SIGILL)."""
+    on_fp16 = neon_default_on_fp16_cpu_results
+    assert on_fp16["capability"] == "DEFAULT", "the capability cap had no effect"
+    assert not _forward_failures(on_fp16, {"float32": FP32_TOLERANCE,
+                                           "float16": FP16_TOLERANCE_FP16_ACCUM})
+    assert not _backward_fp16_failures(on_fp16, FP16_TOLERANCE_FP16_ACCUM)
+    assert _by_key(on_fp16, "float16") == _by_key(neon_fp16_results, "float16")
+    assert [r[-1] for r in on_fp16["backward_fp16"]] == \
+        [r[-1] for r in neon_fp16_results["backward_fp16"]]
+    plain16 = _by_key(neon_results, "float16")
+    assert any(plain16[k] != v for k, v in _by_key(on_fp16, "float16").items()), \
+        "the cortex-a76 run accumulated fp16 in fp32 (the fp32 path)"
+    assert _by_key(on_fp16, "float32") == _by_key(neon_results, "float32")
 
 
 def test_neon_fp16_arithmetic_build_matches_float64_on_aarch64(neon_fp16_results):
@@ -156,14 +225,13 @@ def test_neon_fp16_arithmetic_build_matches_float64_on_aarch64(neon_fp16_results
     assert len(neon_fp16_results["forward"]) == len(CASES) * 2 * 2
     assert not _forward_failures(neon_fp16_results, {"float32": FP32_TOLERANCE,
                                                      "float16": FP16_TOLERANCE_FP16_ACCUM})
+    assert not _backward_fp16_failures(neon_fp16_results, FP16_TOLERANCE_FP16_ACCUM)
 
 
 def test_fp16_arithmetic_build_really_accumulates_in_fp16(neon_results, neon_fp16_results):
     """Same inputs (same seed, same order): fp32 results agree between the two capabilities;
     fp16 results differ, because the FP16 kernels round every partial sum."""
-    def by_key(results, dtype):
-        return {(json.dumps(c), cl): (err, checksum)
-                for c, dt, cl, _, err, checksum in results["forward"] if dt == dtype}
+    by_key = _by_key
     plain32, fp16b32 = by_key(neon_results, "float32"), by_key(neon_fp16_results, "float32")
     assert plain32.keys() == fp16b32.keys()
     for key in plain32:

@@ -158,13 +158,16 @@ std::tuple<Tensor, Tensor> conv_depthwise2d_backward_cpu(
 
 bool native_depthwise_conv2d_supports(
     const Tensor& input, const Tensor& weight, int64_t groups, bool transposed) {
+  // Symbolic sizes (FakeTensor under torch.compile with dynamic shapes, through
+  // _select_conv_backend) are fine: only sym_size() is read, never size()/numel(), and
+  // the batch not at all (any batch, 0 included, runs as one call).
   return !transposed && input.device().is_cpu() && weight.device().is_cpu() &&
          input.layout() == kStrided && weight.layout() == kStrided &&
          !input.is_quantized() && !weight.is_quantized() &&
          input.dim() == 4 && weight.dim() == 4 && is_native_dtype(input.scalar_type()) &&
          weight.scalar_type() == input.scalar_type() && groups >= 1 &&
-         input.size(1) == groups && weight.size(1) == 1 && weight.size(0) > 0 &&
-         weight.size(0) % groups == 0 && input.numel() > 0;
+         input.sym_size(1) == groups && input.sym_size(2) > 0 && input.sym_size(3) > 0 &&
+         weight.sym_size(1) == 1 && weight.sym_size(0) > 0 && weight.sym_size(0) % groups == 0;
 }
 
 #ifndef DWCONV_OUT_OF_TREE

@@ -6,8 +6,8 @@
 // compiles it once per CPU capability (x86: DEFAULT, AVX2, AVX512; aarch64:
 // DEFAULT = NEON, SVE256 where the build enables it) with
 // -DCPU_CAPABILITY=X -DCPU_CAPABILITY_X. Everything here is written with
-// at::vec::Vectorized and at::parallel_for, so the same source becomes NEON
-// (fp16 arithmetic where the target has it), AVX2 or AVX-512 code.
+// at::vec::Vectorized and at::parallel_for, so the same source becomes NEON,
+// AVX2 or AVX-512 code.
 //
 // Three forward engines, chosen from the strides and shape (no copy of the whole
 // input is ever made; grad_input / grad_weight: planar and channels-last):
@@ -37,10 +37,18 @@
 // grad_input is the gather form of the transposed conv (no atomics, no zero
 // fill); grad_weight is parallel over channels (each task owns its channels'
 // weights: no atomics) and always accumulates in fp32 (fp64 for double).
-// Accumulation type of forward / grad_input: fp32 for fp16/bf16, except
-// aarch64 builds with fp16 vector arithmetic (e.g. -march=armv8.2-a+fp16, the
-// Jetson targets), where fp16 accumulates in fp16 (2x the lanes per register);
-// see DWCONV_FP16_ACCUM below and the tolerances in tests/test_native_depthwise.py.
+// Accumulation type of forward / grad_input: fp32 for fp16/bf16, except on CPUs with
+// ARMv8.2-A fp16 vector arithmetic (Xavier's Carmel, Orin's A78AE, Graviton2+), where
+// fp16 accumulates in fp16 (8 lanes per register instead of 4). One binary is right
+// on ARMv8.0 and fast on ARMv8.2: the engines below are compiled twice in this TU
+// (this file includes itself, DWCONV_KERNEL_BODY), once as they are and once under
+// `#pragma GCC target("arch=armv8.2-a+fp16")` with a NEON fp16 vector type (namespace fp16_arith);
+// the fp16 kernels pick the second at run time when the CPU reports asimdhp
+// (getauxval(AT_HWCAP)). A TU already compiled with fp16 arithmetic (e.g.
+// -march=armv8.2-a+fp16) uses it directly. See the tolerances in
+// tests/test_native_depthwise.py and tests/test_native_depthwise_aarch64.py.
+
+#ifndef DWCONV_KERNEL_BODY
 
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/native/DepthwiseConv2dNative.h>
@@ -67,8 +75,8 @@
 #include <utility>
 #include <vector>
 
-// fp16 accumulation only where fp16 vector arithmetic exists AND Vectorized<Half>
-// uses it (NEON; the SVE build of 2.6 has no native Vectorized<Half>).
+// Compile-time fp16 accumulation: the TU itself has fp16 vector arithmetic AND
+// Vectorized<Half> uses it (NEON; the SVE build of 2.6 has no native Vectorized<Half>).
 #if !defined(DWCONV_FP16_ACCUM)
 #if defined(__aarch64__) && defined(__ARM_FEATURE_FP16_VECTOR_ARITHMETIC) && \
     !defined(CPU_CAPABILITY_SVE) && !defined(CPU_CAPABILITY_SVE256) && !defined(C10_MOBILE)
@@ -76,6 +84,25 @@
 #else
 #define DWCONV_FP16_ACCUM 0
 #endif
+#endif
+
+// Run-time fp16 accumulation: an ARMv8.0 NEON TU (the DEFAULT capability of every
+// aarch64 torch) also carries an fp16-arithmetic copy of the engines, chosen per call
+// from the CPU's features. GCC only (its target pragma; Linux for getauxval).
+#if defined(__aarch64__) && defined(__linux__) && defined(__GNUC__) && !defined(__clang__) && \
+    !DWCONV_FP16_ACCUM && !defined(CPU_CAPABILITY_SVE) && !defined(CPU_CAPABILITY_SVE256) && \
+    !defined(C10_MOBILE)
+#define DWCONV_FP16_RUNTIME 1
+#include <arm_neon.h>
+#include <sys/auxv.h>
+#ifndef HWCAP_FPHP
+#define HWCAP_FPHP (1 << 9)
+#endif
+#ifndef HWCAP_ASIMDHP
+#define HWCAP_ASIMDHP (1 << 10)
+#endif
+#else
+#define DWCONV_FP16_RUNTIME 0
 #endif
 
 // Full unrolling of the small register-block loops (accumulators stay in registers).
@@ -90,8 +117,13 @@
 namespace at::native {
 namespace {
 
+// Pass 1 (every build): at::vec::Vectorized for every type.
 template <typename T>
 using Vec = at::vec::Vectorized<T>;
+template <typename V>
+inline V vfmadd(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
+template <typename V>
+inline auto vinterleave2(const V& a, const V& b) { return at::vec::interleave2(a, b); }
 
 // Accumulation type of forward and grad_input.
 template <typename scalar_t>
@@ -100,6 +132,162 @@ struct AccOf { using type = at::opmath_type<scalar_t>; };
 template <>
 struct AccOf<c10::Half> { using type = c10::Half; };
 #endif
+
+#define DWCONV_KERNEL_BODY 1
+#include "DepthwiseConv2dNativeKernel.cpp"  // this file: the engines below
+#undef DWCONV_KERNEL_BODY
+
+}  // namespace
+}  // namespace at::native
+
+#if DWCONV_FP16_RUNTIME
+// Pass 2: the same engines for fp16 with fp16 vector arithmetic (FEAT_FP16). Only
+// reached when the CPU has it (use_fp16_arith); everything defined in this region has
+// internal linkage, so no fp16 instruction leaks into code shared with pass 1.
+#pragma GCC push_options
+#pragma GCC target("arch=armv8.2-a+fp16")  // as arm_neon.h declares the fp16 intrinsics
+namespace at::native {
+namespace {
+namespace fp16_arith {
+
+// The subset of Vectorized<c10::Half>'s interface the engines use, with the
+// arithmetic of vec128_half_neon.h under __ARM_FEATURE_FP16_VECTOR_ARITHMETIC
+// (fused multiply-add, zero-filled partial loads): the results match a TU compiled
+// with -march=armv8.2-a+fp16 bit for bit.
+struct HalfVec {
+  float16x8_t values;
+  static constexpr int64_t size() { return 8; }
+  HalfVec() = default;
+  HalfVec(float16x8_t v) : values(v) {}
+  HalfVec(c10::Half h) : values(vreinterpretq_f16_u16(vdupq_n_u16(h.x))) {}
+  static HalfVec loadu(const void* p, int64_t count = size()) {
+    if (count == size()) return vld1q_f16(static_cast<const float16_t*>(p));
+    __at_align__ uint16_t tmp[size()] = {};
+    std::memcpy(tmp, p, count * sizeof(uint16_t));
+    return vreinterpretq_f16_u16(vld1q_u16(tmp));
+  }
+  void store(void* p, int64_t count = size()) const {
+    if (count == size()) {
+      vst1q_f16(static_cast<float16_t*>(p), values);
+      return;
+    }
+    __at_align__ uint16_t tmp[size()];
+    vst1q_u16(tmp, vreinterpretq_u16_f16(values));
+    std::memcpy(p, tmp, count * sizeof(uint16_t));
+  }
+};
+inline HalfVec operator+(const HalfVec& a, const HalfVec& b) { return vaddq_f16(a.values, b.values); }
+inline HalfVec vfmadd(const HalfVec& a, const HalfVec& b, const HalfVec& c) {
+  return vfmaq_f16(c.values, a.values, b.values);  // c + a * b, one rounding
+}
+inline std::pair<HalfVec, HalfVec> vinterleave2(const HalfVec& a, const HalfVec& b) {
+  return {vzip1q_f16(a.values, b.values), vzip2q_f16(a.values, b.values)};
+}
+// Every other type keeps at::vec (these names hide pass 1's inside this namespace).
+template <typename V>
+inline V vfmadd(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
+template <typename V>
+inline auto vinterleave2(const V& a, const V& b) { return at::vec::interleave2(a, b); }
+
+template <typename T>
+using Vec = std::conditional_t<std::is_same_v<T, c10::Half>, HalfVec, at::vec::Vectorized<T>>;
+template <typename scalar_t>
+struct AccOf { using type = at::opmath_type<scalar_t>; };
+template <>
+struct AccOf<c10::Half> { using type = c10::Half; };
+
+#define DWCONV_KERNEL_BODY 2
+#include "DepthwiseConv2dNativeKernel.cpp"  // this file: the engines below
+#undef DWCONV_KERNEL_BODY
+
+}  // namespace fp16_arith
+}  // namespace
+}  // namespace at::native
+#pragma GCC pop_options
+#endif  // DWCONV_FP16_RUNTIME
+
+namespace at::native {
+namespace {
+
+#if DWCONV_FP16_RUNTIME
+// ARMv8.2-A fp16 arithmetic, scalar and vector (Linux hwcaps fphp + asimdhp; under
+// qemu-user: what its -cpu model has). FEAT_FP16 exists only from ARMv8.2-A on, so such
+// a CPU also runs the rest of armv8.2-a that pass 2 is compiled for. Read once.
+bool use_fp16_arith() {
+  static const bool has = [] {
+    const unsigned long want = HWCAP_FPHP | HWCAP_ASIMDHP;
+    return (getauxval(AT_HWCAP) & want) == want;
+  }();
+  return has;
+}
+#endif
+
+void native_depthwise_conv2d_forward_kernel(
+    const Tensor& output, const Tensor& input, const Tensor& weight, const Tensor& bias,
+    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
+  if (output.numel() == 0) return;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "native_depthwise_conv2d_forward", [&] {
+#if DWCONV_FP16_RUNTIME
+    if (std::is_same_v<scalar_t, c10::Half> && use_fp16_arith()) {
+      fp16_arith::forward_impl<c10::Half>(output, input, weight, bias, kernel_size, stride,
+                                          padding, dilation);
+      return;
+    }
+#endif
+    forward_impl<scalar_t>(output, input, weight, bias, kernel_size, stride, padding, dilation);
+  });
+}
+
+std::tuple<Tensor, Tensor> native_depthwise_conv2d_backward_kernel(
+    const Tensor& grad_output, const Tensor& input, const Tensor& weight,
+    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
+    std::array<bool, 2> output_mask) {
+  Tensor grad_input, grad_weight;
+  if (output_mask[0]) {
+    grad_input = at::empty(input.sizes(),
+                           input.options().memory_format(input.suggest_memory_format()));
+  }
+  if (output_mask[1]) {
+    grad_weight = at::empty(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous));
+  }
+  if (input.size(0) == 0 || input.numel() == 0) {
+    if (grad_weight.defined()) grad_weight.zero_();
+    if (grad_input.defined()) grad_input.zero_();
+    return std::make_tuple(grad_input, grad_weight);
+  }
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
+                                  "native_depthwise_conv2d_backward", [&] {
+    if (grad_input.defined()) {
+#if DWCONV_FP16_RUNTIME
+      if (std::is_same_v<scalar_t, c10::Half> && use_fp16_arith()) {
+        fp16_arith::grad_input_impl<c10::Half>(grad_input, grad_output, input, weight,
+                                               kernel_size, stride, padding, dilation);
+      } else
+#endif
+      grad_input_impl<scalar_t>(grad_input, grad_output, input, weight, kernel_size, stride,
+                                padding, dilation);
+    }
+    if (grad_weight.defined()) {
+      grad_weight_impl<scalar_t>(grad_weight, grad_output, input, weight, kernel_size, stride,
+                                 padding, dilation);
+    }
+  });
+  return std::make_tuple(grad_input, grad_weight);
+}
+
+}  // namespace
+
+// REGISTER_DISPATCH leaves the AVX512 slot empty on purpose in PyTorch (AVX2 is
+// used instead); this kernel is measured faster with AVX-512 where the CPU has
+// it, so it registers that slot too (as DepthwiseConvKernel.cpp does).
+ALSO_REGISTER_AVX512_DISPATCH(native_depthwise_conv2d_forward_stub, &native_depthwise_conv2d_forward_kernel)
+ALSO_REGISTER_AVX512_DISPATCH(native_depthwise_conv2d_backward_stub, &native_depthwise_conv2d_backward_kernel)
+
+}  // namespace at::native
+
+#else  // DWCONV_KERNEL_BODY: the engines, once per pass (see the top of the file)
+
 template <typename scalar_t>
 using acc_of = typename AccOf<scalar_t>::type;
 
@@ -268,7 +456,7 @@ inline void dot_block(const acc_t* const* ptrs, const acc_t* wts, int64_t nt, in
   for (int64_t i = 0; i < nt; ++i) {
     const acc_t* p = ptrs[i] + t;
     const AV w(wts[i]);
-    for (int u = 0; u < U; ++u) acc[u] = at::vec::fmadd(AV::loadu(p + u * L), w, acc[u]);
+    for (int u = 0; u < U; ++u) acc[u] = vfmadd(AV::loadu(p + u * L), w, acc[u]);
   }
 }
 
@@ -484,14 +672,14 @@ inline void corr_block(acc_t* out, int64_t j, const acc_t* buf, const int64_t* o
     const AV wp(w[k]), wq(w[k + 1]);
     DWCONV_UNROLL
     for (int u = 0; u < U; ++u) {
-      a[u] = at::vec::fmadd(AV::loadu(p + u * L), wp, a[u]);
-      c[u] = at::vec::fmadd(AV::loadu(q + u * L), wq, c[u]);
+      a[u] = vfmadd(AV::loadu(p + u * L), wp, a[u]);
+      c[u] = vfmadd(AV::loadu(q + u * L), wq, c[u]);
     }
   }
   if (k < K) {
     const acc_t* p = buf + off[k] + j;
     const AV wp(w[k]);
-    for (int u = 0; u < U; ++u) a[u] = at::vec::fmadd(AV::loadu(p + u * L), wp, a[u]);
+    for (int u = 0; u < U; ++u) a[u] = vfmadd(AV::loadu(p + u * L), wp, a[u]);
   }
   for (int u = 0; u < U; ++u) (a[u] + c[u]).store(out + j + u * L);
 }
@@ -654,8 +842,8 @@ inline void px_block(const in_t* const* base, const int64_t* toff, int64_t nt,
     const acc_t* wi = wt + i * wstride;
     DWCONV_UNROLL
     for (int x = 0; x < P * U; ++x)
-      acc[x] = at::vec::fmadd(IO<in_t, acc_t>::load(bp[x / U] + o + (x % U) * L),
-                              AV::loadu(wi + (x % U) * L), acc[x]);
+      acc[x] = vfmadd(IO<in_t, acc_t>::load(bp[x / U] + o + (x % U) * L),
+                      AV::loadu(wi + (x % U) * L), acc[x]);
   }
   DWCONV_UNROLL
   for (int x = 0; x < P * U; ++x)
@@ -730,7 +918,7 @@ inline void slide_block(const in_t* in, int64_t istep, int64_t khstride, int64_t
       static_for<KW>([&](auto k) {
         constexpr int d = static_cast<int>(j) - static_cast<int>(k);
         if constexpr (d >= 0 && d % S == 0 && d / S < P) {
-          acc[d / S] = at::vec::fmadd(x, wv[k], acc[d / S]);
+          acc[d / S] = vfmadd(x, wv[k], acc[d / S]);
         }
       });
     });
@@ -817,7 +1005,7 @@ inline void transpose_square(Vec<T>* v) {
   Vec<T> t[n];
   for (int r = n; r > 1; r /= 2) {
     for (int i = 0; i < n / 2; ++i) {
-      auto pr = at::vec::interleave2(v[i], v[i + n / 2]);
+      auto pr = vinterleave2(v[i], v[i + n / 2]);
       t[2 * i] = std::get<0>(pr);
       t[2 * i + 1] = std::get<1>(pr);
     }
@@ -1057,8 +1245,8 @@ inline void cl_pixel_checked(const scalar_t* in_row0, int64_t iH, int64_t iW, in
       for (int64_t kw = kw_lo; kw < kw_hi; ++kw) {
         const scalar_t* ip = in_row0 + kh * g.DH * iH + kw * g.DW * iW;
         const acc_t* wp = wt + (kh * g.KW + kw) * wstride;
-        a0 = at::vec::fmadd(io::load(ip), AV::loadu(wp), a0);
-        a1 = at::vec::fmadd(io::load(ip + L), AV::loadu(wp + L), a1);
+        a0 = vfmadd(io::load(ip), AV::loadu(wp), a0);
+        a1 = vfmadd(io::load(ip + L), AV::loadu(wp + L), a1);
       }
     }
     io::store(op, a0);
@@ -1072,10 +1260,10 @@ inline void cl_pixel_checked(const scalar_t* in_row0, int64_t iH, int64_t iW, in
       const scalar_t* ip = in_row0 + kh * g.DH * iH + kw * g.DW * iW;
       const acc_t* wp = wt + (kh * g.KW + kw) * wstride;
       for (int64_t u = 0; u < nvec; ++u)
-        acc[u] = at::vec::fmadd(io::load(ip + u * L), AV::loadu(wp + u * L), acc[u]);
+        acc[u] = vfmadd(io::load(ip + u * L), AV::loadu(wp + u * L), acc[u]);
       if (tail)
-        acc[nvec] = at::vec::fmadd(io::load_partial(ip + nvec * L, tail),
-                                   AV::loadu(wp + nvec * L), acc[nvec]);
+        acc[nvec] = vfmadd(io::load_partial(ip + nvec * L, tail),
+                           AV::loadu(wp + nvec * L), acc[nvec]);
     }
   }
   for (int64_t u = 0; u < nvec; ++u) io::store(op + u * L, acc[u]);
@@ -1240,21 +1428,20 @@ bool use_cl_direct_engine(const Geo& g, const Tensor& input, const Tensor& outpu
   return inner_h * inner_w >= 0.6 * static_cast<double>(g.OH * g.OW);
 }
 
-void native_depthwise_conv2d_forward_kernel(
-    const Tensor& output, const Tensor& input, const Tensor& weight, const Tensor& bias,
-    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
+
+// The forward engine for this conv (NCHW or channels-last, any strides).
+template <typename scalar_t>
+void forward_impl(const Tensor& output, const Tensor& input, const Tensor& weight,
+                  const Tensor& bias, IntArrayRef kernel_size, IntArrayRef stride,
+                  IntArrayRef padding, IntArrayRef dilation) {
   const Geo g = make_geo(input, weight, kernel_size, stride, padding, dilation);
-  if (output.numel() == 0) return;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
-                                  "native_depthwise_conv2d_forward", [&] {
-    if (use_cl_direct_engine(g, input, output)) {
-      forward_cl_direct<scalar_t>(g, output, input, weight, bias);
-    } else if (use_tile_engine<acc_of<scalar_t>>(g)) {
-      forward_tiles<scalar_t>(g, output, input, weight, bias);
-    } else {
-      forward_planar<scalar_t>(g, output, input, weight, bias);
-    }
-  });
+  if (use_cl_direct_engine(g, input, output)) {
+    forward_cl_direct<scalar_t>(g, output, input, weight, bias);
+  } else if (use_tile_engine<acc_of<scalar_t>>(g)) {
+    forward_tiles<scalar_t>(g, output, input, weight, bias);
+  } else {
+    forward_planar<scalar_t>(g, output, input, weight, bias);
+  }
 }
 
 bool use_channels_last_engine(const Geo& g, const Tensor& a, const Tensor& b) {
@@ -1412,16 +1599,16 @@ void grad_input_nhwc(const Geo& g, const Tensor& grad_input, const Tensor& grad_
                 AV x0, x1, x2, x3;
                 io::load2(gp, x0, x1);
                 io::load2(gp + 2 * L, x2, x3);
-                acc[0] = at::vec::fmadd(x0, AV::loadu(wq), acc[0]);
-                acc[1] = at::vec::fmadd(x1, AV::loadu(wq + L), acc[1]);
-                acc[2] = at::vec::fmadd(x2, AV::loadu(wq + 2 * L), acc[2]);
-                acc[3] = at::vec::fmadd(x3, AV::loadu(wq + 3 * L), acc[3]);
+                acc[0] = vfmadd(x0, AV::loadu(wq), acc[0]);
+                acc[1] = vfmadd(x1, AV::loadu(wq + L), acc[1]);
+                acc[2] = vfmadd(x2, AV::loadu(wq + 2 * L), acc[2]);
+                acc[3] = vfmadd(x3, AV::loadu(wq + 3 * L), acc[3]);
               } else {
                 for (int64_t u = 0; u < nvec; ++u)
-                  acc[u] = at::vec::fmadd(io::load(gp + u * L), AV::loadu(wq + u * L), acc[u]);
+                  acc[u] = vfmadd(io::load(gp + u * L), AV::loadu(wq + u * L), acc[u]);
                 if (tail)
-                  acct = at::vec::fmadd(io::load_partial(gp + nvec * L, tail),
-                                        AV::loadu(wq + nvec * L), acct);
+                  acct = vfmadd(io::load_partial(gp + nvec * L, tail),
+                                AV::loadu(wq + nvec * L), acct);
               }
             }
           }
@@ -1482,14 +1669,14 @@ void grad_weight_planar(const Geo& g, const Tensor& grad_weight, const Tensor& g
                 AV a0 = AV::loadu(a), a1 = AV::loadu(a + L);
                 int64_t t = 0;
                 for (; t + 2 * L <= full; t += 2 * L) {
-                  a0 = at::vec::fmadd(AV::loadu(gr + t), AV::loadu(src + t), a0);
-                  a1 = at::vec::fmadd(AV::loadu(gr + t + L), AV::loadu(src + t + L), a1);
+                  a0 = vfmadd(AV::loadu(gr + t), AV::loadu(src + t), a0);
+                  a1 = vfmadd(AV::loadu(gr + t + L), AV::loadu(src + t + L), a1);
                 }
                 if (t < full) {
-                  a0 = at::vec::fmadd(AV::loadu(gr + t), AV::loadu(src + t), a0);
+                  a0 = vfmadd(AV::loadu(gr + t), AV::loadu(src + t), a0);
                 }
                 if (tail) {
-                  a1 = at::vec::fmadd(AV::loadu(gr + full, tail), AV::loadu(src + full, tail), a1);
+                  a1 = vfmadd(AV::loadu(gr + full, tail), AV::loadu(src + full, tail), a1);
                 }
                 a0.store(a);
                 a1.store(a + L);
@@ -1550,16 +1737,16 @@ void grad_weight_nhwc(const Geo& g, const Tensor& grad_weight, const Tensor& gra
               if (cw == L) {
                 int64_t ow = ow_lo;
                 for (; ow + 1 < ow_hi; ow += 2) {
-                  a0 = at::vec::fmadd(io::load(gp + ow * gW), io::load(ip + ow * g.SW * iW), a0);
-                  a1 = at::vec::fmadd(io::load(gp + (ow + 1) * gW),
-                                      io::load(ip + (ow + 1) * g.SW * iW), a1);
+                  a0 = vfmadd(io::load(gp + ow * gW), io::load(ip + ow * g.SW * iW), a0);
+                  a1 = vfmadd(io::load(gp + (ow + 1) * gW),
+                              io::load(ip + (ow + 1) * g.SW * iW), a1);
                 }
                 if (ow < ow_hi)
-                  a0 = at::vec::fmadd(io::load(gp + ow * gW), io::load(ip + ow * g.SW * iW), a0);
+                  a0 = vfmadd(io::load(gp + ow * gW), io::load(ip + ow * g.SW * iW), a0);
               } else {
                 for (int64_t ow = ow_lo; ow < ow_hi; ++ow)
-                  a0 = at::vec::fmadd(io::load_partial(gp + ow * gW, cw),
-                                      io::load_partial(ip + ow * g.SW * iW, cw), a0);
+                  a0 = vfmadd(io::load_partial(gp + ow * gW, cw),
+                              io::load_partial(ip + ow * g.SW * iW, cw), a0);
               }
             }
           }
@@ -1573,50 +1760,29 @@ void grad_weight_nhwc(const Geo& g, const Tensor& grad_weight, const Tensor& gra
   });
 }
 
-std::tuple<Tensor, Tensor> native_depthwise_conv2d_backward_kernel(
-    const Tensor& grad_output, const Tensor& input, const Tensor& weight,
-    IntArrayRef kernel_size, IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation,
-    std::array<bool, 2> output_mask) {
+
+template <typename scalar_t>
+void grad_input_impl(const Tensor& grad_input, const Tensor& grad_output, const Tensor& input,
+                     const Tensor& weight, IntArrayRef kernel_size, IntArrayRef stride,
+                     IntArrayRef padding, IntArrayRef dilation) {
   const Geo g = make_geo(input, weight, kernel_size, stride, padding, dilation);
-  Tensor grad_input, grad_weight;
-  if (output_mask[0]) {
-    grad_input = at::empty(input.sizes(),
-                           input.options().memory_format(input.suggest_memory_format()));
+  if (use_channels_last_engine(g, grad_input, grad_output)) {
+    grad_input_nhwc<scalar_t>(g, grad_input, grad_output, weight);
+  } else {
+    grad_input_planar<scalar_t>(g, grad_input, grad_output, weight);
   }
-  if (output_mask[1]) {
-    grad_weight = at::empty(weight.sizes(), weight.options().memory_format(at::MemoryFormat::Contiguous));
-  }
-  if (g.N == 0 || input.numel() == 0) {
-    if (grad_weight.defined()) grad_weight.zero_();
-    if (grad_input.defined()) grad_input.zero_();
-    return std::make_tuple(grad_input, grad_weight);
-  }
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, input.scalar_type(),
-                                  "native_depthwise_conv2d_backward", [&] {
-    if (grad_input.defined()) {
-      if (use_channels_last_engine(g, grad_input, grad_output)) {
-        grad_input_nhwc<scalar_t>(g, grad_input, grad_output, weight);
-      } else {
-        grad_input_planar<scalar_t>(g, grad_input, grad_output, weight);
-      }
-    }
-    if (grad_weight.defined()) {
-      if (use_channels_last_engine(g, input, grad_output)) {
-        grad_weight_nhwc<scalar_t>(g, grad_weight, grad_output, input);
-      } else {
-        grad_weight_planar<scalar_t>(g, grad_weight, grad_output, input);
-      }
-    }
-  });
-  return std::make_tuple(grad_input, grad_weight);
 }
 
-}  // namespace
+template <typename scalar_t>
+void grad_weight_impl(const Tensor& grad_weight, const Tensor& grad_output, const Tensor& input,
+                      const Tensor& weight, IntArrayRef kernel_size, IntArrayRef stride,
+                      IntArrayRef padding, IntArrayRef dilation) {
+  const Geo g = make_geo(input, weight, kernel_size, stride, padding, dilation);
+  if (use_channels_last_engine(g, input, grad_output)) {
+    grad_weight_nhwc<scalar_t>(g, grad_weight, grad_output, input);
+  } else {
+    grad_weight_planar<scalar_t>(g, grad_weight, grad_output, input);
+  }
+}
 
-// REGISTER_DISPATCH leaves the AVX512 slot empty on purpose in PyTorch (AVX2 is
-// used instead); this kernel is measured faster with AVX-512 where the CPU has
-// it, so it registers that slot too (as DepthwiseConvKernel.cpp does).
-ALSO_REGISTER_AVX512_DISPATCH(native_depthwise_conv2d_forward_stub, &native_depthwise_conv2d_forward_kernel)
-ALSO_REGISTER_AVX512_DISPATCH(native_depthwise_conv2d_backward_stub, &native_depthwise_conv2d_backward_kernel)
-
-}  // namespace at::native
+#endif  // DWCONV_KERNEL_BODY

@@ -4,7 +4,10 @@
 // After the add-on's loader (addon/torch_grouped_conv/_loader.py) loaded it and ran
 // torch_grouped_conv_register() (addon/csrc/Registration.h):
 //   * aten::_conv_depthwise2d and aten::_conv_depthwise2d.out run on CPU tensors
-//     (stock torch has only a CUDA kernel for them, so nothing is overridden);
+//     (stock torch has only a CUDA kernel for them, so nothing is overridden), and
+//     so does the backward of a direct aten::_conv_depthwise2d call (an AutogradCPU
+//     kernel: stock derivatives.yaml passes groups=1 to convolution_backward, which
+//     fails for every depthwise weight; the in-tree series patches the formula);
 //   * native_dwconv::conv_depthwise2d_backward(grad_output, self, weight,
 //     kernel_size, stride, padding, dilation, output_mask) -> (grad_input,
 //     grad_weight, grad_bias) is the backward (undefined = None where the mask is
@@ -49,6 +52,7 @@
 #include <ATen/ops/sum.h>
 #include <c10/core/GradMode.h>
 #include <c10/core/SymIntArrayRef.h>
+#include <torch/autograd.h>
 #include <torch/library.h>
 
 #include <atomic>
@@ -110,6 +114,48 @@ std::tuple<Tensor, Tensor, Tensor> dw_backward(
   if (output_mask[2]) grad_bias = grad_output.sum(IntArrayRef{0, 2, 3});
   return std::make_tuple(grad_input, grad_weight, grad_bias);
 }
+
+// Autograd of a direct aten::_conv_depthwise2d call on CPU tensors: the native
+// backward (what the patched formula, convolution_backward with groups = channels,
+// routes to in-tree). First-order gradients only. Generated from the installed torch's
+// schema types, as the forward kernels above.
+template <class Sig>
+struct DwAutogradKernel;
+template <class R, class B, class K, class S, class P, class D>
+struct DwAutogradKernel<R(const Tensor&, const Tensor&, K, B, S, P, D)> {
+  struct Fn : public torch::autograd::Function<Fn> {
+    static Tensor forward(torch::autograd::AutogradContext* ctx, const Tensor& self,
+                          const Tensor& weight, K kernel_size, B bias, S stride, P padding,
+                          D dilation) {
+      ctx->save_for_backward({self, weight});
+      ctx->saved_data["kernel_size"] = as_ints(kernel_size).vec();
+      ctx->saved_data["stride"] = as_ints(stride).vec();
+      ctx->saved_data["padding"] = as_ints(padding).vec();
+      ctx->saved_data["dilation"] = as_ints(dilation).vec();
+      ctx->saved_data["bias"] = bias.has_value() && bias->defined();
+      at::AutoDispatchBelowADInplaceOrView guard;
+      return at::_ops::_conv_depthwise2d::call(self, weight, kernel_size, bias, stride, padding,
+                                               dilation);
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+      const auto saved = ctx->get_saved_variables();
+      auto arg = [&](const char* name) { return ctx->saved_data[name].toIntVector(); };
+      // needs_input_grad counts tensor inputs only: self, weight, then bias when given.
+      const std::array<bool, 3> mask = {
+          ctx->needs_input_grad(0), ctx->needs_input_grad(1),
+          ctx->saved_data["bias"].toBool() && ctx->needs_input_grad(2)};
+      auto [gi, gw, gb] = dw_backward(grads[0], saved[0], saved[1], arg("kernel_size"),
+                                      arg("stride"), arg("padding"), arg("dilation"), mask);
+      return {gi, gw, Tensor(), gb, Tensor(), Tensor(), Tensor()};
+    }
+  };
+  static R call(const Tensor& self, const Tensor& weight, K kernel_size, B bias, S stride,
+                P padding, D dilation) {
+    return Fn::apply(self, weight, kernel_size, bias, stride, padding, dilation);
+  }
+};
+using DwForwardAutograd = DwAutogradKernel<at::_ops::_conv_depthwise2d::schema>;
 
 // ---------------------------------------------------------------------------
 // Routing shim
@@ -385,6 +431,10 @@ void register_operators(recipe_registration::Libraries& libs) {
   aten.impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
   aten.impl("convolution", TORCH_FN(ShimConv::call));
   aten.impl("convolution_backward", TORCH_FN(ShimConvBackward::call));
+  // AutogradCPU wins over the stock Autograd (alias key) kernel for CPU tensors only.
+  library(libs, torch::Library::IMPL, "aten", c10::make_optional(c10::DispatchKey::AutogradCPU),
+          __FILE__, __LINE__)
+      .impl("_conv_depthwise2d", TORCH_FN(DwForwardAutograd::call));
   aten_registered = true;
 }
 
