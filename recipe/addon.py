@@ -21,7 +21,8 @@ the patch series installs them in-tree:
 
 Linking: no torch library is linked (``libtorch_cpu.so`` vs Debian's ``libtorch_cpu.so.2.6``;
 the loader resolves the symbols from the running process), only the system C/C++ runtime; a
-version script keeps every symbol of the library local, so nothing of it interposes on torch.
+version script keeps every symbol of the library local but `torch_grouped_conv_register` (the
+loader's explicit registration call), so nothing of it interposes on torch.
 Objects are linked DEFAULT-first: an inline function compiled into several capability objects
 is then taken from the copy every CPU can run. Afterwards the library is checked: its NEEDED
 entries are system libraries only, every symbol it imports from torch is exported by the
@@ -79,6 +80,9 @@ ROUTING_DIR = os.path.join(REPO_ROOT, "kernels", "routing")
 FORCED_INCLUDE = os.path.join(CSRC_DIR, "CapabilityDispatch.h")
 # Force-included after it: what torch 2.0/2.1 lack (a no-op for newer torch).
 COMPAT_INCLUDE = os.path.join(REPO_ROOT, "kernels", "compat", "torch_compat.h")
+# The one symbol the library exports: the loader calls it to register the operators.
+REGISTRATION_HEADER = "addon/csrc/Registration.h"
+REGISTER_SYMBOL = "torch_grouped_conv_register"
 # torch < 2.5 has no `torch.backends` autoload: these go to the wheel's root (site-packages),
 # the .pth activates the add-on once `import torch` has finished.
 STARTUP_HOOK = ("torch_grouped_conv_startup.py", "torch_grouped_conv_startup.pth")
@@ -99,7 +103,7 @@ KERNEL_FAMILIES = (
                  ("GroupedConv2dNativeKernel.cpp",),
                  ("GroupedConv2dNative.cpp", "out_of_tree.cpp")),
 )
-SHARED_SOURCES = ("addon/csrc/capability_dispatch.cpp",)
+SHARED_SOURCES = ("addon/csrc/capability_dispatch.cpp", "addon/csrc/registration.cpp")
 
 # cmake/Codegen.cmake (2.5 .. 2.14) for x86; aarch64 FP16 = ARMv8.2-A FP16 vector arithmetic.
 CAPABILITIES = {
@@ -200,7 +204,7 @@ def source_files(families=KERNEL_FAMILIES):
                   for f in fam.headers + fam.kernel_sources + fam.sources]
     files += list(SHARED_SOURCES)
     files += [os.path.relpath(FORCED_INCLUDE, REPO_ROOT), os.path.relpath(COMPAT_INCLUDE, REPO_ROOT),
-              os.path.join("kernels", "routing", "ConvRouting.h")]
+              os.path.join("kernels", "routing", "ConvRouting.h"), REGISTRATION_HEADER]
     for f in files:
         if not os.path.exists(os.path.join(REPO_ROOT, f)):
             raise AddonBuildError("missing source %s" % f)
@@ -328,7 +332,7 @@ def _compile_and_link(plan, headers, families, work, jobs, quiet, verbose):
             fut.result()
     script = os.path.join(work, "exports.map")
     with open(script, "w") as f:
-        f.write("{ local: *; };\n")
+        f.write("{ global: %s; local: *; };\n" % REGISTER_SYMBOL)
     tmp_so = os.path.join(work, LIB_NAME)
     link = [a.replace("<script>", script) for a in plan["link"]]
     _run([plan["cxx"]] + link + ["-o", tmp_so]

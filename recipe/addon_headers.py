@@ -57,8 +57,11 @@ HEADER_WHEELS = {
     ("2.6.0", "aarch64"): (
         "torch==2.6.0", "torch-2.6.0-cp311-cp311-manylinux_2_28_aarch64.whl", 95759416,
         "ccbd0320411fe1a3b3fec7b4d3185aa7d0c52adac94480ab024b5c8f74a0bf1d"),
-    # JetPack 5's torch line (NVIDIA's 2.1.0 wheels for Python 3.8); PyPI's 2.1.2 aarch64 wheel
-    # is manylinux2014 (cp38-cp311), its C++ ABI the old one.
+    # JetPack 5's torch lines (NVIDIA's 2.0.0 / 2.1.0 wheels for Python 3.8); PyPI's 2.0.1 and
+    # 2.1.2 aarch64 wheels are manylinux2014 (cp38-cp311), their C++ ABI the old one.
+    ("2.0.1", "aarch64"): (
+        "torch==2.0.1", "torch-2.0.1-cp311-cp311-manylinux2014_aarch64.whl", 74042514,
+        "b6019b1de4978e96daa21d6a3ebb41e88a0b474898fe251fd96189587408873e"),
     ("2.1.2", "aarch64"): (
         "torch==2.1.2", "torch-2.1.2-cp311-cp311-manylinux2014_aarch64.whl", 84149869,
         "8f32ce591616a30304f37a7d5ea80b69ca9e1b94bba7f308184bf616fdaea155"),

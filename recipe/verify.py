@@ -623,14 +623,11 @@ def _safe(fn, default=None):
 
 
 def _load_kernel_lib(path):
-    """The add-on's library links no torch library: load it with the add-on's own loader
-    (addon/torch_grouped_conv/_loader.py of this checkout), which first makes the running
-    torch's libraries global; a plain torch.ops.load_library where that file is absent."""
+    """The add-on's library links no torch library and registers its operators only when
+    its loader asks: load it with addon/torch_grouped_conv/_loader.py of this checkout (makes
+    the running torch's libraries global, loads, registers)."""
     loader = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "addon",
                           "torch_grouped_conv", "_loader.py")
-    if not os.path.exists(loader):
-        _import_torch().ops.load_library(path)
-        return
     import importlib.util
     spec = importlib.util.spec_from_file_location("torch_grouped_conv_loader", loader)
     module = importlib.util.module_from_spec(spec)

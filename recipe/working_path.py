@@ -8,10 +8,9 @@ from-source build, or instead of it when the carried release cannot be built for
 """
 from __future__ import annotations
 
-# The torch minor versions `build.py addon` builds the add-on for: 2.5-2.14, and 2.1 (JetPack
-# 5's NVIDIA wheels; kernels/compat/torch_compat.h, tests/test_addon_jp5.py). 2.0 is not
-# listed: nothing here has built or run the add-on against it.
-ADDON_TORCH = ["2.1"] + ["2.%d" % minor for minor in range(5, 15)]
+# The torch minor versions `build.py addon` builds the add-on for: 2.5-2.14, and 2.0 / 2.1
+# (JetPack 5's NVIDIA wheels; kernels/compat/torch_compat.h, tests/test_addon_jp5.py).
+ADDON_TORCH = ["2.0", "2.1"] + ["2.%d" % minor for minor in range(5, 15)]
 
 PULL_ADDON = "python3 build.py pull --addon"
 BUILD_ADDON = "python3 build.py addon --install"

@@ -4,7 +4,7 @@ arm64 root filesystem under qemu (tests/harness/emulation_cuda.py; no GPU: torch
 available). The add-on cross-built against that wheel's headers (`build.py addon --torch
 2.14.1 --arch aarch64`) is pip-installed by the rootfs's own pip beside it; fresh
 interpreters that do only `import torch` then run the seed case as ONE kernel, oneDNN off
-and on, where the stock wheel loops for fp16 (and everything with oneDNN off).
+and on, where the stock wheel loops with oneDNN off (every dtype).
 
 Slow tier: the first run downloads 3.1 GB and unpacks 5.1 GB (~4 min), each guest
 `import torch` of this wheel takes ~30 s under qemu."""
@@ -66,7 +66,8 @@ def test_the_pinned_wheels_are_the_whole_requires_dist_closure():
 
 def test_stock_cuda_wheel_imports_and_still_loops(cuda_torch, site):
     """The wheel alone (add-on switched off): CUDA build, no GPU, and the seed case loops
-    with oneDNN off (every dtype) and for fp16 with oneDNN on."""
+    with oneDNN off (every dtype, what a Jetson wheel does). With oneDNN on, 2.14.1 runs the
+    fp16 seed case as one oneDNN call on this CPU (qemu's Neoverse-N1 model has FP16)."""
     res, _ = probe(cuda_torch, site, env={"TORCH_GROUPED_CONV": "0"})
     assert not res["loaded"]
     r = cuda_torch.python_code("import torch, json; print(json.dumps([torch.__version__, "
@@ -75,8 +76,7 @@ def test_stock_cuda_wheel_imports_and_still_loops(cuda_torch, site):
     cases = res["cases"]
     for dtype in ("float32", "float16", "bfloat16"):
         assert cases["no_onednn-%s-nchw" % dtype]["ops"].get("aten::thnn_conv2d") == 384
-    assert "aten::mkldnn_convolution" not in cases["onednn-float16-nchw"]["ops"]
-    assert cases["onednn-float16-nchw"]["ops"].get("aten::thnn_conv2d") == 384
+    assert cases["onednn-float16-nchw"]["ops"] == {"aten::mkldnn_convolution": 1}
 
 
 def test_import_torch_runs_every_seed_case_as_one_kernel(cuda_torch, site):

@@ -1,16 +1,17 @@
-"""The add-on for JetPack 5's torch: built against torch 2.1, active after a bare `import torch`.
+"""The add-on for JetPack 5's torch lines 2.0 and 2.1: active after a bare `import torch`.
 
-`build.py addon --torch 2.1.2 --arch aarch64` cross-builds the add-on wheel against the
-official torch 2.1.2 aarch64 wheel from PyPI (kernel, routing shim and registrations, with
-kernels/compat/torch_compat.h force-included; for torch < 2.5 the wheel carries the start-up
-hook addon/torch_grouped_conv_startup.{py,pth}). pip installs it into a venv inside the arm64
-rootfs beside that torch, and a script that only does `import torch` runs the seed case under
-qemu: one kernel call forward and backward, numerics against float64, with oneDNN on and off
-(a Jetson wheel has no oneDNN). With the off switch the same script shows the stock group loop.
+`build.py addon --torch X --arch aarch64` (X = 2.0.1, 2.1.2) cross-builds the add-on wheel
+against the official torch X aarch64 wheel from PyPI (kernel, routing shim and registrations,
+with kernels/compat/torch_compat.h force-included; for torch < 2.5 the wheel carries the
+start-up hook addon/torch_grouped_conv_startup.{py,pth}). pip installs it into a venv inside
+the arm64 rootfs beside that torch, and a script that only does `import torch` runs the seed
+case under qemu: one kernel call forward and backward, numerics against float64, with oneDNN
+on and off (a Jetson wheel has no oneDNN). With the off switch the same script shows the stock
+group loop.
 
-Not the real thing: the rootfs's Python is 3.11 (cp311 wheel of 2.1.2; PyPI has cp38-cp311),
-so Python 3.8 itself did not run this (tests/test_addon_startup.py runs the hook on a real
-Python 3.8); NVIDIA's own 2.1 build was not available; CUDA is not involved.
+Not the real thing: the rootfs's Python is 3.11 (cp311 wheels; PyPI has cp38-cp311 for both
+releases), so Python 3.8 itself did not run this (tests/test_addon_startup.py runs the hook on
+a real Python 3.8); NVIDIA's own 2.0 / 2.1 builds were not available; CUDA is not involved.
 
 Slow tier: the cross build takes minutes of both cores (python3 -m pytest --slow -m slow ...).
 """
@@ -25,11 +26,11 @@ import zipfile
 import pytest
 
 from recipe import cache_dir
+from recipe.addon_headers import HEADER_WHEELS
 
 pytestmark = pytest.mark.slow
 
-TORCH_21 = ("torch==2.1.2", "torch-2.1.2-cp311-cp311-manylinux2014_aarch64.whl", 84149869,
-            "8f32ce591616a30304f37a7d5ea80b69ca9e1b94bba7f308184bf616fdaea155")
+JP5_TORCH = ("2.0.1", "2.1.2")  # the latest patches of NVIDIA's JetPack 5 lines 2.0 / 2.1
 # torch 2.1's profiler compares versions with `packaging` (2.6.0 no longer needs it)
 PACKAGING = ("packaging==24.2", "packaging-24.2-py3-none-any.whl", 65451,
              "09abb1bccd265c01f4a3aa3f7a7db064b36514d2cba19a2f694fe6150451a759")
@@ -61,13 +62,16 @@ SEED = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def venv21(emulation):
-    """A venv in the rootfs with the official torch 2.1.2 aarch64 wheel (cached)."""
+@pytest.fixture(scope="module", params=JP5_TORCH)
+def venv_jp5(emulation, request):
+    """A venv in the rootfs with the official torch aarch64 wheel of one JetPack 5 line
+    (the pin the add-on is built against; cached)."""
     from tests.harness.emulation import WHEELS, ensure_wheels
+    version = request.param
+    pin = HEADER_WHEELS[(version, "aarch64")]
     deps = [w for w in WHEELS if not w[0].startswith(("torch==", "numpy=="))]
-    wheels = ensure_wheels(wheels=(TORCH_21, PACKAGING) + tuple(deps))
-    venv = cache_dir("jp5-addon", "venv-torch-2.1.2")
+    wheels = ensure_wheels(wheels=(pin, PACKAGING) + tuple(deps))
+    venv = cache_dir("jp5-addon", "venv-torch-%s" % version)
     site = os.path.join(venv, "lib", "python3.11", "site-packages")
     done = os.path.join(venv, ".complete")
     if not os.path.exists(done):
@@ -85,30 +89,31 @@ def venv21(emulation):
         shutil.rmtree(venv, ignore_errors=True)
         os.replace(tmp, venv)
         with open(done, "w") as f:
-            f.write(TORCH_21[1] + "\n")
+            f.write(pin[1] + "\n")
     return {"python": os.path.join(venv, "bin", "python"), "site": site,
-            "torch": os.path.join(site, "torch")}
+            "torch": os.path.join(site, "torch"), "version": version}
 
 
 @pytest.fixture(scope="module")
-def addon21(venv21, emulation, tmp_path_factory):
-    """The add-on wheel `build.py addon --torch 2.1.2 --arch aarch64` makes, pip-installed."""
+def addon_jp5(venv_jp5, emulation, tmp_path_factory):
+    """The add-on wheel `build.py addon --torch X --arch aarch64` makes, pip-installed."""
     from recipe.addon import build_addon
-    out = str(tmp_path_factory.mktemp("addon21"))
-    wheel = build_addon("2.1.2", "aarch64", out_dir=out)
+    venv = venv_jp5
+    out = str(tmp_path_factory.mktemp("addon-%s" % venv["version"]))
+    wheel = build_addon(venv["version"], "aarch64", out_dir=out)
     names = zipfile.ZipFile(wheel).namelist()
     assert "torch_grouped_conv_startup.pth" in names and "torch_grouped_conv_startup.py" in names
     for old in ("torch_grouped_conv", "torch_grouped_conv_startup.py", "torch_grouped_conv_startup.pth"):
-        path = os.path.join(venv21["site"], old)
+        path = os.path.join(venv["site"], old)
         if os.path.isdir(path):
             shutil.rmtree(path)
         elif os.path.exists(path):
             os.unlink(path)
     r = emulation.run(["/usr/bin/python3", "-m", "pip", "install", "--no-index", "--no-deps",
                        "--no-compile", "--disable-pip-version-check", "--upgrade", "--target",
-                       venv21["site"], wheel], binds=[cache_dir("jp5-addon"), out], timeout=900)
+                       venv["site"], wheel], binds=[cache_dir("jp5-addon"), out], timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    return venv21
+    return venv
 
 
 def run_seed(emulation, venv, tmp_path, **env):
@@ -121,9 +126,9 @@ def run_seed(emulation, venv, tmp_path, **env):
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def test_import_torch_alone_runs_the_seed_case_as_one_kernel_on_torch_21(emulation, addon21, tmp_path):
-    out = run_seed(emulation, addon21, tmp_path)
-    assert out["torch"] == "2.1.2" and out["addon_active"] is True
+def test_import_torch_alone_runs_the_seed_case_as_one_kernel(emulation, addon_jp5, tmp_path):
+    out = run_seed(emulation, addon_jp5, tmp_path)
+    assert out["torch"] == addon_jp5["version"] and out["addon_active"] is True
     for mode in ("no_mkldnn", "mkldnn"):
         calls, errs = out[mode]["calls"], out[mode]["err"]
         assert calls.get("aten::_conv_depthwise2d") == 1, (mode, calls)
@@ -132,8 +137,8 @@ def test_import_torch_alone_runs_the_seed_case_as_one_kernel_on_torch_21(emulati
         assert max(errs) <= 1e-5, (mode, errs)  # forward, grad_input, grad_weight, grad_bias
 
 
-def test_the_off_switch_leaves_stock_torch_21(emulation, addon21, tmp_path):
-    out = run_seed(emulation, addon21, tmp_path, TORCH_GROUPED_CONV="0")
+def test_the_off_switch_leaves_stock_torch(emulation, addon_jp5, tmp_path):
+    out = run_seed(emulation, addon_jp5, tmp_path, TORCH_GROUPED_CONV="0")
     assert out["addon_active"] is False
     assert out["no_mkldnn"]["calls"].get("aten::thnn_conv2d") == 384  # the group loop of the report
     assert "aten::_conv_depthwise2d" not in out["mkldnn"]["calls"]

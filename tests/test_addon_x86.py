@@ -69,6 +69,12 @@ def test_wheel_records_what_it_was_built_from_and_links_no_torch_library(host_wh
     assert "kernels/depthwise/DepthwiseConv2dNativeKernel.cpp" in info["sources"]
     manifest = json.load(open(host_wheel + ".manifest.json"))
     assert manifest["kind"] == "addon" and manifest["wheel"]["sha256"] == addon._sha256(host_wheel)
+    # the manifest (what publish reads) records the same: torch version + commit, C++ ABI,
+    # compiler and flags, the kernel sources' hashes
+    for key in ("torch", "sources", "build", "capabilities", "platform_tag"):
+        assert manifest["addon"][key] == info[key], key
+    assert manifest["wheel"]["version"] == version
+    assert manifest["wheel"]["platform"] == info["platform_tag"]
 
     lib = tmp_path / addon.LIB_NAME
     lib.write_bytes(files["torch_grouped_conv/lib/" + addon.LIB_NAME])
@@ -76,9 +82,9 @@ def test_wheel_records_what_it_was_built_from_and_links_no_torch_library(host_wh
     assert not [n for n in needed if "torch" in n or "c10" in n or "gomp" in n], needed
     dyn = readelf("--dyn-syms", str(lib))
     assert "DispatchStub" not in dyn
-    defined = [l for l in dyn.splitlines() if re.search(r"\b(FUNC|OBJECT)\s+GLOBAL", l)
-               and " UND " not in l]
-    assert not defined, defined[:5]             # nothing of it can interpose on torch
+    defined = [l.split()[-1] for l in dyn.splitlines()
+               if re.search(r"\b(FUNC|OBJECT)\s+GLOBAL", l) and " UND " not in l]
+    assert defined == [addon.REGISTER_SYMBOL], defined[:5]  # nothing can interpose on torch
     # the platform tag is the lowest manylinux level covering its glibc/libstdc++ needs
     tag = info["platform_tag"]
     assert os.path.basename(host_wheel).endswith("-%s.whl" % tag)
@@ -287,6 +293,71 @@ def test_missing_symbols_warn_once_and_change_nothing(other_torch_wheel, tmp_pat
     assert "undefined symbol" in res["reason"]
     assert len(res["warnings"]) == 1
     assert res["cases"]["no_onednn-float32-nchw"]["ops"]["aten::thnn_conv2d"] == 384
+
+
+REFUSED = r"""
+import json, shutil, sys, warnings
+caught = []
+warnings.showwarning = lambda m, c, *a, **k: caught.append(str(m))
+import torch
+import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
+# Another library already owns the namespace the add-on registers LAST (its registrations
+# before it, native_dwconv and the aten kernels, must be undone).
+taken = torch.library.Library("torch_grouped_conv", "DEF")
+import torch_grouped_conv
+out = {"loaded": torch_grouped_conv.load(), "reason": torch_grouped_conv._state["reason"],
+       "warnings": caught}
+out["aten_cpu_kernel"] = torch._C._dispatch_has_kernel_for_dispatch_key(
+    "aten::_conv_depthwise2d", "CPU")
+out["native_dwconv_ops"] = [n for n in ("shim_enabled", "routing_choice")
+                            if hasattr(torch.ops.native_dwconv, n)]
+x, w = torch.randn(1, 384, 56, 56), torch.randn(384, 1, 3, 3)
+torch.backends.mkldnn.enabled = False
+with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    y = F.conv2d(x, w, padding=1, groups=384)
+out["ops"] = {e.key: e.count for e in prof.key_averages()
+              if e.key in ("aten::_conv_depthwise2d", "aten::thnn_conv2d")}
+out["err"] = ((y.double() - F.conv2d(x.double(), w.double(), padding=1, groups=384)).abs().max()
+              / y.abs().max()).item()
+# A second copy of the active library (the kernel a developer loads beside the installed
+# add-on): its registrations are refused too, as an exception, and the first copy stays.
+del taken
+torch_grouped_conv._state["attempted"] = False
+assert torch_grouped_conv.load(), torch_grouped_conv._state["reason"]
+copy = sys.argv[1]
+shutil.copy(torch_grouped_conv.LIBRARY, copy)
+try:
+    torch_grouped_conv._loader.load_library(copy)
+    out["second_copy"] = "registered"
+except torch_grouped_conv._loader.RegistrationError as e:
+    out["second_copy"] = str(e)
+with torch.no_grad(), profile(activities=[ProfilerActivity.CPU]) as prof:
+    F.conv2d(x, w, padding=1, groups=384)
+out["ops_after_copy"] = {e.key: e.count for e in prof.key_averages()
+                         if e.key in ("aten::_conv_depthwise2d", "aten::thnn_conv2d")}
+print("RESULT " + json.dumps(out))
+"""
+
+
+def test_a_registration_torch_refuses_warns_once_and_leaves_torch_stock(host_site, tmp_path):
+    """The dispatcher refuses a registration by throwing c10::Error (a schema that differs
+    in the running torch, a namespace already defined); from a static initialiser that was
+    std::terminate inside `import torch` (exit 134). The library now registers through the
+    loader's explicit call: one warning, everything it registered undone, stock convs."""
+    r = ah.run_python(REFUSED, site=host_site, args=[tmp_path / "copy.so"],
+                      env={"TORCH_DEVICE_BACKEND_AUTOLOAD": "0"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = ah.parse_result(r.stdout)
+    assert not res["loaded"] and "Only a single TORCH_LIBRARY" in res["reason"], res["reason"]
+    assert len(res["warnings"]) == 1, res["warnings"]
+    for text in ("installed torch %s" % torch.__version__, "built for torch %s" % torch.__version__,
+                 "build.py addon", "none is in effect"):
+        assert text in res["warnings"][0], (text, res["warnings"][0])
+    assert res["aten_cpu_kernel"] is False and res["native_dwconv_ops"] == [], res
+    assert res["ops"] == {"aten::thnn_conv2d": 384} and res["err"] <= 1e-5, res
+    assert "refused" in res["second_copy"] and "native_dwconv" in res["second_copy"], res
+    assert res["ops_after_copy"] == {"aten::_conv_depthwise2d": 1}, res
 
 
 def test_import_torch_grouped_conv_first_also_loads_it(host_site):

@@ -168,7 +168,7 @@ def test_jetpack5_refuses_and_keeps_nvidias_cuda_torch(fixture, target, tmp_path
     assert "143624" in err.reasons[1]
     addon = err.suggestions[0]
     if working_path.addon_versions(CONFIGS.target(target)):
-        assert addon.startswith("the add-on on torch 2.1 (NVIDIA's JetPack 5 wheels")
+        assert addon.startswith("the add-on on torch 2.0-2.1 (NVIDIA's JetPack 5 wheels")
         assert all(c in addon for c in ADDON_COMMANDS)
     else:
         assert addon.startswith("the add-on is not built for torch 2.0-2.1")

@@ -10,6 +10,7 @@
 // as for torch itself, ATEN_CPU_CAPABILITY; a cap never selects more than the CPU has.
 
 #include <CapabilityDispatch.h>
+#include <Registration.h>
 
 #include <torch/library.h>
 
@@ -131,11 +132,14 @@ const char* capability_name(int capability) noexcept {
 namespace {
 std::string cpu_capability() { return capability_name(selected_capability()); }
 std::string cpu_capability_note() { return selection().note; }
+
+void register_operators(recipe_registration::Libraries& libs) {
+  auto& m = recipe_registration::library(libs, torch::Library::DEF, "torch_grouped_conv",
+                                         c10::optional<c10::DispatchKey>(), __FILE__, __LINE__);
+  m.def("cpu_capability() -> str", TORCH_FN(cpu_capability));
+  m.def("cpu_capability_note() -> str", TORCH_FN(cpu_capability_note));
+}
+const bool kRecorded = recipe_registration::add(register_operators);
 }  // namespace
 
 }  // namespace recipe_dispatch
-
-TORCH_LIBRARY(torch_grouped_conv, m) {
-  m.def("cpu_capability() -> str", TORCH_FN(recipe_dispatch::cpu_capability));
-  m.def("cpu_capability_note() -> str", TORCH_FN(recipe_dispatch::cpu_capability_note));
-}

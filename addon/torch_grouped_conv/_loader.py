@@ -6,6 +6,11 @@ symbols are resolved from the libraries this process already loaded. torch loads
 RTLD_LOCAL, so they are first promoted to RTLD_GLOBAL (dlopen with RTLD_NOLOAD: the same
 objects, never a second copy; glibc promotes their dependencies too, e.g. torch's libgomp).
 
+The library registers nothing while it is loaded: `register()` runs its registrations
+(``torch_grouped_conv_register``, addon/csrc/Registration.h), so that one the running torch
+refuses (another operator schema, a namespace already defined) is an exception here and not
+std::terminate inside dlopen.
+
 No package-relative imports: recipe/kernel.py loads this file by path.
 """
 import ctypes
@@ -40,11 +45,32 @@ def promote_torch_libraries():
     return libs
 
 
+REGISTER_SYMBOL = "torch_grouped_conv_register"  # recipe/addon.py exports only this one
+
+
+class RegistrationError(RuntimeError):
+    """The running torch refused one of the library's operator registrations; none of them
+    is in effect (torch runs as before)."""
+
+
+def register(path):
+    """Run the loaded library's operator registrations (once per copy of the library)."""
+    function = getattr(ctypes.CDLL(path), REGISTER_SYMBOL)
+    function.restype = ctypes.c_int
+    function.argtypes = (ctypes.c_char_p, ctypes.c_size_t)
+    message = ctypes.create_string_buffer(4096)
+    if function(message, len(message)) != 0:
+        text = " ".join(message.value.decode("utf-8", "replace").split())
+        raise RegistrationError("the running torch refused the add-on's operator "
+                                "registrations, none is in effect: %s" % text)
+
+
 def load_library(path):
-    """promote_torch_libraries() + torch.ops.load_library(path)."""
+    """promote_torch_libraries() + torch.ops.load_library(path) + register(path)."""
     import torch
     promote_torch_libraries()
     torch.ops.load_library(path)
+    register(path)
     return path
 
 

@@ -1,7 +1,8 @@
 // Out-of-tree registrations of the native CPU depthwise kernel (the add-on
 // torch-grouped-conv and `python build.py kernel`, built with -DDWCONV_OUT_OF_TREE).
 //
-// After torch.ops.load_library(path):
+// After the add-on's loader (addon/torch_grouped_conv/_loader.py) loaded it and ran
+// torch_grouped_conv_register() (addon/csrc/Registration.h):
 //   * aten::_conv_depthwise2d and aten::_conv_depthwise2d.out run on CPU tensors
 //     (stock torch has only a CUDA kernel for them, so nothing is overridden), and
 //     so does the backward of a direct aten::_conv_depthwise2d call (an AutogradCPU
@@ -37,6 +38,7 @@
 #include <ATen/native/DepthwiseConv2dNative.h>
 #include <ATen/native/GroupedConv2dNative.h>
 #include <ConvRouting.h>
+#include <Registration.h>
 
 #include <ATen/Config.h>
 #include <ATen/Context.h>
@@ -58,7 +60,6 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
-#include <memory>
 #include <string>
 #include <tuple>
 #include <vector>
@@ -186,7 +187,7 @@ struct DwCase {
 std::vector<int64_t> as_vec(c10::SymIntArrayRef a, size_t dim) {
   std::vector<int64_t> v;
   for (const auto& s : a) {
-    auto m = s.maybe_as_int();
+    auto m = recipe_compat::maybe_as_int(s);
     if (!m) return {};
     v.push_back(*m);
   }
@@ -198,7 +199,7 @@ DwCase make_case(const Tensor& input, const Tensor& weight, c10::SymIntArrayRef 
                  c10::SymIntArrayRef padding, c10::SymIntArrayRef dilation, bool transposed,
                  c10::SymIntArrayRef output_padding, const c10::SymInt& groups) {
   DwCase c;
-  const auto g = groups.maybe_as_int();
+  const auto g = recipe_compat::maybe_as_int(groups);
   if (transposed || !g || *g <= 1) return c;
   const int64_t k = input.dim();
   if ((k != 3 && k != 4) || weight.dim() != k || input.layout() != at::kStrided ||
@@ -444,52 +445,43 @@ bool aten_has_cpu_depthwise_kernel() {
   return op.has_value() && op->hasKernelForDispatchKey(c10::DispatchKey::CPU);
 }
 
-// aten CPU registrations, skipped when the running torch already has them.
-struct AtenRegistrations {
-  std::unique_ptr<torch::Library> lib, autograd_lib;
-  bool registered = false;
-  AtenRegistrations() {
-    const bool in_tree = aten_has_cpu_depthwise_kernel();
-    lib = std::make_unique<torch::Library>(torch::Library::IMPL, "aten",
-                                           c10::make_optional(c10::DispatchKey::CPU), __FILE__,
-                                           __LINE__);
-    if (in_tree) return;  // its own routing already sends depthwise convs to the kernel
-    lib->impl("_conv_depthwise2d", TORCH_FN(DwForward::call));
-    lib->impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
-    lib->impl("convolution", TORCH_FN(ShimConv::call));
-    lib->impl("convolution_backward", TORCH_FN(ShimConvBackward::call));
-    // AutogradCPU wins over the stock Autograd (alias key) kernel for CPU tensors only.
-    autograd_lib = std::make_unique<torch::Library>(
-        torch::Library::IMPL, "aten", c10::make_optional(c10::DispatchKey::AutogradCPU),
-        __FILE__, __LINE__);
-    autograd_lib->impl("_conv_depthwise2d", TORCH_FN(DwForwardAutograd::call));
-    registered = true;
-  }
-};
-AtenRegistrations& aten_registrations() {
-  static AtenRegistrations r;
-  return r;
-}
-bool registered_aten_kernels() { return aten_registrations().registered; }
+bool aten_registered = false;
+bool registered_aten_kernels() { return aten_registered; }
 
-}  // namespace
-
-TORCH_LIBRARY(native_dwconv, m) {
-  m.def("conv_depthwise2d_backward(Tensor grad_output, Tensor self, Tensor weight, "
-        "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
-        "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
-  m.def("set_shim_enabled(bool enabled) -> bool", TORCH_FN(set_shim_enabled));
-  m.def("shim_enabled() -> bool", TORCH_FN(shim_enabled));
-  m.def("routing_choice(Tensor input, Tensor weight, int groups, bool need_backward) -> str",
-        TORCH_FN(routing_choice));
-  m.def("registered_aten_kernels() -> bool", TORCH_FN(registered_aten_kernels));
+// Run by torch_grouped_conv_register() (addon/csrc/Registration.h), not at load time: a
+// registration the running torch refuses throws, and is undone there as a whole.
+void register_operators(recipe_registration::Libraries& libs) {
+  using recipe_registration::library;
+  auto& ops = library(libs, torch::Library::DEF, "native_dwconv", c10::optional<c10::DispatchKey>(),
+                      __FILE__, __LINE__);
+  ops.def("conv_depthwise2d_backward(Tensor grad_output, Tensor self, Tensor weight, "
+          "int[2] kernel_size, int[2] stride, int[2] padding, int[2] dilation, "
+          "bool[3] output_mask) -> (Tensor, Tensor, Tensor)");
+  ops.def("set_shim_enabled(bool enabled) -> bool", TORCH_FN(set_shim_enabled));
+  ops.def("shim_enabled() -> bool", TORCH_FN(shim_enabled));
+  ops.def("routing_choice(Tensor input, Tensor weight, int groups, bool need_backward) -> str",
+          TORCH_FN(routing_choice));
+  ops.def("registered_aten_kernels() -> bool", TORCH_FN(registered_aten_kernels));
+  library(libs, torch::Library::IMPL, "native_dwconv", c10::make_optional(c10::DispatchKey::CPU),
+          __FILE__, __LINE__)
+      .impl("conv_depthwise2d_backward", TORCH_FN(dw_backward));
+  aten_registered = false;
+  // aten CPU kernels, skipped when the running torch already has them: its own routing
+  // already sends depthwise convs to the kernel.
+  if (aten_has_cpu_depthwise_kernel()) return;
+  auto& aten = library(libs, torch::Library::IMPL, "aten",
+                       c10::make_optional(c10::DispatchKey::CPU), __FILE__, __LINE__);
+  aten.impl("_conv_depthwise2d", TORCH_FN(DwForward::call));
+  aten.impl("_conv_depthwise2d.out", TORCH_FN(DwOut::call));
+  aten.impl("convolution", TORCH_FN(ShimConv::call));
+  aten.impl("convolution_backward", TORCH_FN(ShimConvBackward::call));
+  // AutogradCPU wins over the stock Autograd (alias key) kernel for CPU tensors only.
+  library(libs, torch::Library::IMPL, "aten", c10::make_optional(c10::DispatchKey::AutogradCPU),
+          __FILE__, __LINE__)
+      .impl("_conv_depthwise2d", TORCH_FN(DwForwardAutograd::call));
+  aten_registered = true;
 }
 
-TORCH_LIBRARY_IMPL(native_dwconv, CPU, m) {
-  m.impl("conv_depthwise2d_backward", TORCH_FN(dw_backward));
-}
+const bool kRecorded = recipe_registration::add(register_operators);
 
-namespace {
-// Runs at load time, after the static registrations above.
-const bool kAtenRegistered = (aten_registrations(), true);
 }  // namespace
