@@ -3,6 +3,7 @@ moby/buildkit's Go parser): stages, ARGs, cache mounts, and every `build.py` cal
 the recipe's real argparse parsers, so a renamed flag breaks this test. Then, where podman
 works (Debian package; rootless-free chroot isolation, vfs storage), a real build of the
 first stages from a base image made here from local files (no registry is reachable)."""
+import hashlib
 import os
 import re
 import shlex
@@ -270,7 +271,10 @@ def test_dockerignore_keeps_local_builds_out():
 
 
 def _podman_cmd(root):
-    return ["podman", "--root", str(root / "storage"), "--runroot", str(root / "run"),
+    # podman refuses a runroot longer than 50 characters (pytest-xdist's tmp paths are)
+    runroot = os.path.join("/tmp", "podrun-" + hashlib.sha1(str(root).encode()).hexdigest()[:10])
+    os.makedirs(runroot, exist_ok=True)
+    return ["podman", "--root", str(root / "storage"), "--runroot", runroot,
             "--storage-driver", "vfs", "--cgroup-manager", "cgroupfs",
             "--events-backend", "file"]
 

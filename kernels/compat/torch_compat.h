@@ -22,6 +22,12 @@
 
 #include <torch/version.h>
 
+// Up to 2.5 the NEON Vectorized<float> holds two float32x4_t (8 lanes): the kernel's in-register
+// NEON transposes (written for 2.6's one-register vectors) give way to the generic ones.
+#if TORCH_VERSION_MAJOR == 2 && TORCH_VERSION_MINOR <= 5
+#define DWCONV_NEON_VEC128 0
+#endif
+
 #include <ATen/Config.h>
 #include <c10/core/SymInt.h>
 #include <c10/util/Optional.h>

@@ -1013,8 +1013,11 @@ inline void transpose_square(Vec<T>* v) {
   }
 }
 
+#ifndef DWCONV_NEON_VEC128
+#define DWCONV_NEON_VEC128 1  // torch >= 2.6: Vectorized<float> is one float32x4_t
+#endif
 #if defined(__aarch64__) && !defined(CPU_CAPABILITY_SVE) && !defined(CPU_CAPABILITY_SVE256) && \
-    !defined(C10_MOBILE)
+    !defined(C10_MOBILE) && DWCONV_NEON_VEC128
 // NEON (Vectorized<float> = float32x4_t, Vectorized<Half> = float16x8_t): torch's
 // interleave2 has no NEON version and goes lane by lane through scalar registers
 // (~50 instructions per 4 x 4 float block, measured under qemu); TRN1/TRN2 rounds on

@@ -1112,6 +1112,11 @@ std::tuple<Tensor, Tensor> native_grouped_conv2d_backward_kernel(
     if (grad_input.defined()) grad_input_flat<scalar_t>(g, grad_input, grad_output, weight);
     if (grad_weight.defined()) grad_weight_flat<scalar_t>(g, grad_weight, grad_output, input);
   });
+  // grad_weight in the input's memory format, as stock convolution_backward returns it (and as
+  // _determine_backend_memory_format predicts); computed contiguous, converted once (small).
+  if (grad_weight.defined() && input.suggest_memory_format() == at::MemoryFormat::ChannelsLast) {
+    grad_weight = grad_weight.contiguous(at::MemoryFormat::ChannelsLast);
+  }
   return std::make_tuple(grad_input, grad_weight);
 }
 

@@ -18,6 +18,7 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/sum.h>
+#include <Registration.h>
 #include <torch/library.h>
 
 #include <array>
@@ -48,15 +49,25 @@ std::tuple<Tensor, Tensor, Tensor> grouped_backward(
 
 }  // namespace
 
-TORCH_LIBRARY(native_gconv, m) {
-  m.def("grouped_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
-        "int[2] padding, int[2] dilation, int groups) -> Tensor");
-  m.def("grouped_conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, "
-        "int[2] stride, int[2] padding, int[2] dilation, int groups, bool[3] output_mask) "
-        "-> (Tensor, Tensor, Tensor)");
+namespace {
+
+// Run by torch_grouped_conv_register() (addon/csrc/Registration.h), not at load time: a
+// registration the running torch refuses throws, and is undone there as a whole.
+void register_operators(recipe_registration::Libraries& libs) {
+  using recipe_registration::library;
+  auto& ops = library(libs, torch::Library::DEF, "native_gconv", c10::optional<c10::DispatchKey>(),
+                      __FILE__, __LINE__);
+  ops.def("grouped_conv2d(Tensor input, Tensor weight, Tensor? bias, int[2] stride, "
+          "int[2] padding, int[2] dilation, int groups) -> Tensor");
+  ops.def("grouped_conv2d_backward(Tensor grad_output, Tensor input, Tensor weight, "
+          "int[2] stride, int[2] padding, int[2] dilation, int groups, bool[3] output_mask) "
+          "-> (Tensor, Tensor, Tensor)");
+  library(libs, torch::Library::IMPL, "native_gconv", c10::make_optional(c10::DispatchKey::CPU),
+          __FILE__, __LINE__)
+      .impl("grouped_conv2d", TORCH_FN(grouped_forward))
+      .impl("grouped_conv2d_backward", TORCH_FN(grouped_backward));
 }
 
-TORCH_LIBRARY_IMPL(native_gconv, CPU, m) {
-  m.impl("grouped_conv2d", TORCH_FN(grouped_forward));
-  m.impl("grouped_conv2d_backward", TORCH_FN(grouped_backward));
-}
+const bool kRecorded = recipe_registration::add(register_operators);
+
+}  // namespace
