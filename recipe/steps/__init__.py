@@ -20,14 +20,9 @@ git, patch_state, stamps, ...).
 from __future__ import annotations
 
 import importlib
-import sys
+from typing import Protocol
 
 from recipe.errors import RecipeError
-
-if sys.version_info >= (3, 8):
-    from typing import Protocol
-else:  # pragma: no cover - the recipe runs on 3.8+
-    Protocol = object
 
 ORDER = ("doctor", "sources", "acl", "patch", "build", "repair", "verify", "manifest")
 
