@@ -4,7 +4,8 @@
   step (lazy imports inside functions count: hoisting one must never break the package);
 * the product never imports the test harness (tests/harness/);
 * every skip goes through tests/conftest.py: unavailable() (which fails under CI);
-* CONTRACTS.md names only modules, functions and files that exist.
+* CONTRACTS.md names only modules, functions and files that exist;
+* no leftover of a merge or a patch run (*.orig, *.rej, *~) is tracked.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import ast
 import importlib
 import os
 import re
+import subprocess
 
 from recipe import REPO_ROOT
 
@@ -151,3 +153,10 @@ def test_contracts_name_only_what_exists():
         if "X.Y" not in path and not os.path.exists(os.path.join(REPO_ROOT, path)):
             missing.append(path)
     assert not missing, "CONTRACTS.md names what does not exist: %s" % ", ".join(missing)
+
+
+def test_no_merge_or_patch_leftover_is_tracked():
+    tracked = subprocess.run(["git", "ls-files"], cwd=REPO_ROOT, check=True,
+                             capture_output=True, text=True).stdout.split()
+    leftovers = [f for f in tracked if re.search(r"(\.orig|\.rej|~)$", f)]
+    assert not leftovers, "remove these merge / patch leftovers: %s" % leftovers
