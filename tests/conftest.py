@@ -83,6 +83,8 @@ try:
 except ImportError:
     pass
 else:
+    # optional: the hook exists only while the xdist plugin is active (not with -p no:xdist)
+    @pytest.hookimpl(optionalhook=True)
     def pytest_testnodedown(node, error):
         n = getattr(node, "workeroutput", {}).get("recipe_slow_deselected", 0)
         # every worker collects every test: the same count from each
