@@ -67,6 +67,15 @@ WARMUP = 2
 REPS = 2
 LINE_BYTES = 64
 
+
+def _cache_geometry(l2_bytes, l2_assoc, l1i_bytes=65536):
+    """The cache plugin's arguments: L1D 64 KiB 4-way, L1I `l1i_bytes` 4-way, the given L2;
+    64-byte lines everywhere."""
+    return {"dcachesize": 65536, "dassoc": 4, "dblksize": LINE_BYTES,
+            "icachesize": l1i_bytes, "iassoc": 4, "iblksize": LINE_BYTES,
+            "l2cachesize": l2_bytes, "l2assoc": l2_assoc, "l2blksize": LINE_BYTES}
+
+
 # --cpu -> the qemu model, the board it stands for and that board's caches (per core).
 CPU_MODELS = {
     "neoverse-n1": {
@@ -74,9 +83,7 @@ CPU_MODELS = {
         "stands_for": "Jetson AGX Orin, Cortex-A78AE (ARMv8.2: fp16 + dotprod, no SVE)",
         "caches": "L1D 64 KiB 4-way, L2 256 KiB 8-way (Orin: 256 KiB L2 per core; its 2 MiB "
                   "L3 per cluster and 4 MiB system cache are not modelled)",
-        "plugin": {"dcachesize": 65536, "dassoc": 4, "dblksize": 64,
-                   "icachesize": 65536, "iassoc": 4, "iblksize": 64,
-                   "l2cachesize": 262144, "l2assoc": 8, "l2blksize": 64}},
+        "plugin": _cache_geometry(l2_bytes=262144, l2_assoc=8)},
     "cortex-a76": {
         "qemu_cpu": "cortex-a76", "board": "xavier",
         "stands_for": "Jetson AGX Xavier, Carmel (ARMv8.2: fp16, no dotprod, no SVE). qemu has "
@@ -84,18 +91,14 @@ CPU_MODELS = {
                       "not use dotprod",
         "caches": "L1D 64 KiB 4-way, L2 2 MiB 16-way (Carmel: 2 MiB L2 per 2-core cluster, "
                   "modelled as one core's; 4 MiB L3 not modelled)",
-        "plugin": {"dcachesize": 65536, "dassoc": 4, "dblksize": 64,
-                   "icachesize": 131072, "iassoc": 4, "iblksize": 64,
-                   "l2cachesize": 2097152, "l2assoc": 16, "l2blksize": 64}},
+        "plugin": _cache_geometry(l2_bytes=2097152, l2_assoc=16, l1i_bytes=131072)},
     "max": {
         "qemu_cpu": "max,sve-default-vector-length=16", "board": "thor",
         "stands_for": "Jetson AGX Thor, Neoverse-V3AE (SVE2, 128-bit vectors): qemu's max "
                       "model with 128-bit SVE",
         "caches": "L1D 64 KiB 4-way, L2 1 MiB 8-way; SVE code's loads/stores are not seen by "
                   "the cache model (qemu 7.2 does them in helpers): its miss columns are invalid",
-        "plugin": {"dcachesize": 65536, "dassoc": 4, "dblksize": 64,
-                   "icachesize": 65536, "iassoc": 4, "iblksize": 64,
-                   "l2cachesize": 1048576, "l2assoc": 8, "l2blksize": 64}},
+        "plugin": _cache_geometry(l2_bytes=1048576, l2_assoc=8)},
 }
 # Estimate constants (FACTS section 4); IPC is an assumption, stated with every estimate.
 BOARDS = {"xavier": {"cores": 8, "ghz": 2.26, "dram_gbps": 137.0},
