@@ -200,6 +200,20 @@ def assert_every_case_one_kernel(res):
         assert_case_one_kernel(key, res["cases"][key])
 
 
+# `build.py verify --json-file OUT --no-timing FLAGS...` in a guest interpreter, argv: REPO OUT
+# FLAGS...; its exit status is printed as `EXIT n`.
+VERIFY_SCRIPT = r'''
+import json, runpy, sys
+repo, out = sys.argv[1], sys.argv[2]
+sys.argv = ["build.py", "verify", "--json-file", out, "--no-timing"] + sys.argv[3:]
+sys.path.insert(0, repo)
+try:
+    runpy.run_path(repo + "/build.py", run_name="__main__")
+except SystemExit as e:
+    print("EXIT", e.code)
+'''
+
+
 def assert_verify_passed_every_case(data):
     """verify's JSON report with the add-on loaded: every case of the default matrix PASS, the
     grouped NON-depthwise ones too."""
