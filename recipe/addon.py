@@ -104,6 +104,10 @@ KERNEL_FAMILIES = (
                  ("GroupedConv2dNative.cpp", "out_of_tree.cpp")),
 )
 SHARED_SOURCES = ("addon/csrc/capability_dispatch.cpp", "addon/csrc/registration.cpp")
+# Headers every family includes (kernels/common/), staged at their in-tree path under include/.
+SHARED_HEADERS = (("kernels/common/NativeConvChecks.h", "ATen/native/NativeConvChecks.h"),
+                  ("kernels/common/NativeConvKernelUtils.h",
+                   "ATen/native/cpu/NativeConvKernelUtils.h"))
 
 # cmake/Codegen.cmake (2.5 .. 2.14) for x86; aarch64 FP16 = ARMv8.2-A FP16 vector arithmetic.
 CAPABILITIES = {
@@ -203,6 +207,7 @@ def source_files(families=KERNEL_FAMILIES):
         files += [os.path.join(fam.directory, f)
                   for f in fam.headers + fam.kernel_sources + fam.sources]
     files += list(SHARED_SOURCES)
+    files += [src for src, _ in SHARED_HEADERS]
     files += [os.path.relpath(FORCED_INCLUDE, REPO_ROOT), os.path.relpath(COMPAT_INCLUDE, REPO_ROOT),
               os.path.join("kernels", "routing", "ConvRouting.h"), REGISTRATION_HEADER]
     for f in files:
@@ -315,6 +320,10 @@ def _compile_and_link(plan, headers, families, work, jobs, quiet, verbose):
     for fam in families:
         for hdr in fam.headers:
             shutil.copy(os.path.join(REPO_ROOT, fam.directory, hdr), os.path.join(staged, hdr))
+    for src, dest in SHARED_HEADERS:
+        dest = os.path.join(work, "include", dest)
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        shutil.copy(os.path.join(REPO_ROOT, src), dest)
     incs = [os.path.join(work, "include"), ROUTING_DIR, CSRC_DIR] + headers.include_dirs
     commands = []
     for u in plan["units"]:

@@ -47,38 +47,10 @@ def test_import_torch_alone_loads_it_without_a_warning(autoloaded):
     assert res["capability"] == "FP16"
 
 
-@pytest.mark.parametrize("onednn", ["no_onednn", "onednn"])
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("layout", ["nchw", "cl"])
-def test_seed_case_runs_one_kernel_and_matches_float64(autoloaded, onednn, dtype, layout):
-    case = autoloaded[0]["cases"]["%s-%s-%s" % (onednn, dtype, layout)]
-    ops = case["ops"]
-    assert "aten::thnn_conv2d" not in ops and "aten::cat" not in ops, ops
-    if onednn == "onednn" and dtype == "float32" and layout == "cl":
-        assert ops == {"aten::mkldnn_convolution": 1}, ops  # policy: oneDNN (ACL) first
-    else:
-        assert ops == {"aten::_conv_depthwise2d": 1}, ops
-    assert case["err"] <= ah.TOLERANCE[dtype], case["err"]
-
-
-@pytest.mark.parametrize("onednn", ["no_onednn", "onednn"])
-def test_training_runs_one_kernel_each_way(autoloaded, onednn):
-    case = autoloaded[0]["cases"]["%s-train" % onednn]
-    assert case["ops"].get("aten::_conv_depthwise2d") == 1, case["ops"]
-    assert case["ops"].get("native_dwconv::conv_depthwise2d_backward") == 1, case["ops"]
-    assert case["err"] <= ah.TOLERANCE["train"]
-
-
-VERIFY = r'''
-import json, runpy, sys
-repo, out = sys.argv[1], sys.argv[2]
-sys.argv = ["build.py", "verify", "--json-file", out, "--no-timing"] + sys.argv[3:]
-sys.path.insert(0, repo)
-try:
-    runpy.run_path(repo + "/build.py", run_name="__main__")
-except SystemExit as e:
-    print("EXIT", e.code)
-'''
+@pytest.mark.parametrize("key", ah.PROBE_CASES)
+def test_every_case_runs_one_kernel_and_matches_float64(autoloaded, key):
+    # inference with oneDNN on, fp32 channels_last: the policy's pick is oneDNN (ACL)
+    ah.assert_case_one_kernel(key, autoloaded[0]["cases"][key])
 
 
 @pytest.mark.parametrize("flags", [[], ["--no-mkldnn"]], ids=["onednn", "no_onednn"])
@@ -86,15 +58,12 @@ def test_verify_inside_the_emulation(aarch64_addon, tmp_path, flags):
     """oneDNN on (the official wheel: oneDNN + ACL) and off (what a Jetson wheel does): every
     case passes, the grouped NON-depthwise ones too (the native grouped kernel)."""
     out = tmp_path / "verify.json"
-    r = aarch64_addon.python(VERIFY, args=[ah.REPO, str(out)] + flags,
+    r = aarch64_addon.python(ah.VERIFY_SCRIPT, args=[ah.REPO, str(out)] + flags,
                              binds=[ah.REPO, str(tmp_path)], timeout=3000)
     assert "EXIT" in r.stdout, (r.stdout[-3000:], r.stderr[-3000:])
     data = json.loads(out.read_text())
-    assert data["facts"]["machine"] == "aarch64" and data["facts"]["addon"]["loaded"] is True
-    failed = [(c["name"], c["status"], c["reason"]) for c in data["cases"]
-              if c["status"] != "PASS"]
-    assert not failed and len(data["cases"]) >= 30, failed
-    assert "2d-g16-c64-28x28-k3s1p1-fp32-nchw-inf" in {c["name"] for c in data["cases"]}
+    assert data["facts"]["machine"] == "aarch64"
+    ah.assert_verify_passed_every_case(data)
     assert "EXIT 0" in r.stdout
 
 

@@ -98,31 +98,17 @@ def test_debian_amd64_import_torch_runs_every_seed_case_as_one_kernel(debian_amd
     ah.assert_every_case_one_kernel(res)
 
 
-VERIFY = r'''
-import json, runpy, sys
-repo, out = sys.argv[1], sys.argv[2]
-sys.argv = ["build.py", "verify", "--json-file", out, "--no-timing"] + sys.argv[3:]
-sys.path.insert(0, repo)
-try:
-    runpy.run_path(repo + "/build.py", run_name="__main__")
-except SystemExit as e:
-    print("EXIT", e.code)
-'''
-
-
 @pytest.mark.parametrize("flags", [[], ["--no-mkldnn"]], ids=["onednn", "no_onednn"])
 def test_debian_amd64_verify_passes_every_case(debian_amd64, tmp_path, flags):
     """oneDNN on and off: every case passes, the grouped NON-depthwise ones too (the native
     grouped kernel where oneDNN does not run them)."""
     import json
     out = tmp_path / "verify.json"
-    r = debian_amd64.run(VERIFY, args=[ah.REPO, str(out)] + flags,
+    r = debian_amd64.run(ah.VERIFY_SCRIPT, args=[ah.REPO, str(out)] + flags,
                          binds=[ah.REPO, str(tmp_path)])
     data = json.loads(out.read_text())
-    assert data["facts"]["addon"]["loaded"] is True
     assert data["facts"]["torch_version"] == "2.6.0+debian", data["facts"]
-    bad = [(c["name"], c["status"], c["reason"]) for c in data["cases"] if c["status"] != "PASS"]
-    assert not bad and len(data["cases"]) >= 30, bad
+    ah.assert_verify_passed_every_case(data)
     assert "EXIT 0" in r.stdout, r.stdout[-2000:]
 
 

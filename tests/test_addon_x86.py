@@ -115,29 +115,10 @@ def test_import_torch_alone_loads_the_addon(autoloaded):
     assert res["capability"] == torch.backends.cpu.get_cpu_capability()
 
 
-@pytest.mark.parametrize("onednn", ["no_onednn", "onednn"])
-@pytest.mark.parametrize("dtype", ["float32", "float16", "bfloat16"])
-@pytest.mark.parametrize("layout", ["nchw", "cl"])
-def test_seed_case_runs_one_kernel_and_matches_float64(autoloaded, onednn, dtype, layout):
-    res, _ = autoloaded
-    case = res["cases"]["%s-%s-%s" % (onednn, dtype, layout)]
-    ops = case["ops"]
-    assert "aten::thnn_conv2d" not in ops and "aten::cat" not in ops, ops
-    if onednn == "onednn" and dtype == "float32" and layout == "cl":
-        assert ops == {"aten::mkldnn_convolution": 1}, ops  # the policy's pick: oneDNN
-    else:
-        assert ops == {"aten::_conv_depthwise2d": 1}, ops
-    assert case["err"] <= ah.TOLERANCE[dtype], case["err"]
-
-
-@pytest.mark.parametrize("onednn", ["no_onednn", "onednn"])
-def test_training_runs_one_kernel_each_way(autoloaded, onednn):
-    case = autoloaded[0]["cases"]["%s-train" % onednn]
-    assert case["ops"].get("aten::_conv_depthwise2d") == 1, case["ops"]
-    assert case["ops"].get("native_dwconv::conv_depthwise2d_backward") == 1, case["ops"]
-    assert "aten::thnn_conv2d" not in case["ops"]
-    assert case["err"] <= ah.TOLERANCE["train"]
-
+@pytest.mark.parametrize("key", ah.PROBE_CASES)
+def test_every_case_runs_one_kernel_and_matches_float64(autoloaded, key):
+    # inference with oneDNN on, fp32 channels_last: the policy's pick is oneDNN
+    ah.assert_case_one_kernel(key, autoloaded[0]["cases"][key])
 
 
 def test_a_grouped_non_depthwise_conv_runs_one_kernel(host_site):
@@ -232,11 +213,7 @@ def test_verify_passes_every_case_with_the_addon(host_site):
                           "runpy.run_path('build.py', run_name='__main__')",
                           site=host_site, args=flags)
         data = json.loads(r.stdout)
-        assert data["facts"]["addon"]["loaded"] is True
-        failed = [(c["name"], c["status"], c["reason"]) for c in data["cases"]
-                  if c["status"] != "PASS"]
-        assert not failed and len(data["cases"]) >= 30, (flags, failed)
-        assert "2d-g16-c64-28x28-k3s1p1-fp32-nchw-inf" in {c["name"] for c in data["cases"]}
+        ah.assert_verify_passed_every_case(data)
         assert r.returncode == 0, (flags, r.stderr[-2000:])
 
 

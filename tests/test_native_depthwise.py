@@ -7,7 +7,6 @@ under qemu in tests/test_native_depthwise_aarch64.py.
 """
 from __future__ import annotations
 
-import contextlib
 import os
 import random
 import subprocess
@@ -19,25 +18,9 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from recipe import REPO_ROOT
-from recipe.kernel import load_kernel
-
-# max |y - ref| / max |ref|, ref = the conv of the same (rounded) inputs in float64.
-# fp16/bf16 accumulate in fp32 here (x86); only the final rounding of the output counts.
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3,
-             torch.bfloat16: 1.6e-2}
-DTYPES = list(TOLERANCE)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def native_kernel():
-    """Build (or reuse the cached build of) the kernel and load it into this process.
-
-    A loaded library cannot be unloaded: afterwards its routing shim is switched off, so
-    the tests that run later in this process see stock PyTorch's convolution routing."""
-    path = load_kernel(quiet=True)
-    torch.ops.native_dwconv.set_shim_enabled(True)
-    yield path
-    torch.ops.native_dwconv.set_shim_enabled(False)
+from native_helpers import (DTYPES, TOLERANCE, assert_independent_of_threads,  # noqa: F401
+                            assert_matches_the_loop, assert_reduced_gradients, forward_failure,
+                            native_kernel, onednn, op_counts, rel_err, shim)
 
 
 def dwconv(x, w, b=None, stride=1, padding=0, dilation=1):
@@ -49,36 +32,6 @@ def dwconv(x, w, b=None, stride=1, padding=0, dilation=1):
 def reference(x, w, b, stride, padding, dilation):
     return F.conv2d(x.double(), w.double(), None if b is None else b.double(),
                     stride, padding, dilation, groups=x.shape[1])
-
-
-def rel_err(y, ref):
-    return ((y.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-
-
-@contextlib.contextmanager
-def shim(enabled):
-    previous = torch.ops.native_dwconv.set_shim_enabled(enabled)
-    try:
-        yield
-    finally:
-        torch.ops.native_dwconv.set_shim_enabled(previous)
-
-
-@contextlib.contextmanager
-def onednn_off():
-    """Like torch.backends.mkldnn.flags(enabled=False), without its TF32 warning (torch 2.13)."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
-
-
-def op_counts(fn):
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return {e.key: e.count for e in prof.key_averages()}
 
 
 # ----------------------------------------------------------------------------- shape space
@@ -154,13 +107,9 @@ def test_forward_matches_float64_reference(dtype, layout):
         x, w, b = make_inputs(c, dtype, layout, bias=i % 2 == 0, seed=i)
         y = dwconv(x, w, b, c["s"], c["p"], c["d"])
         ref = reference(x, w, b, c["s"], c["p"], c["d"])
-        if y.shape != ref.shape or y.dtype != dtype:
-            failures.append("%s: got %s %s, expected %s" % (case_id(c), y.dtype, tuple(y.shape),
-                                                            tuple(ref.shape)))
-            continue
-        err = rel_err(y, ref)
-        if not err <= TOLERANCE[dtype]:
-            failures.append("%s: relative error %.3g > %.1g" % (case_id(c), err, TOLERANCE[dtype]))
+        failure = forward_failure(case_id(c), y, ref, dtype)
+        if failure:
+            failures.append(failure)
     assert not failures, "\n".join(failures)
 
 
@@ -230,7 +179,7 @@ def test_gradcheck_float64(case, layout):
 def loop_gradients(x, w, b, c):
     """Stock PyTorch: the per-group loop (oneDNN off, routing shim off)."""
     x, w, b = (t.detach().requires_grad_() for t in (x, w, b))
-    with shim(False), onednn_off():
+    with shim(False), onednn(False):
         y = F.conv2d(x, w, b, c["s"], c["p"], c["d"], groups=x.shape[1])
         y.backward(torch.ones_like(y) * torch.linspace(-1, 1, y.numel()).view_as(y))
     return y, x.grad, w.grad, b.grad
@@ -244,10 +193,7 @@ def test_backward_matches_the_stock_group_loop(case, layout):
     x, w, b = (t.detach().requires_grad_() for t in (x, w, b))
     y = NativeDepthwise.apply(x, w, b, case["s"], case["p"], case["d"])
     y.backward(torch.ones_like(y) * torch.linspace(-1, 1, y.numel()).view_as(y))
-    for name, got, want in (("output", y, y_loop), ("grad_input", x.grad, gx_loop),
-                            ("grad_weight", w.grad, gw_loop), ("grad_bias", b.grad, gb_loop)):
-        assert got.shape == want.shape, name
-        assert rel_err(got, want.double()) <= 2e-5, "%s: %s differs from the loop" % (case_id(case), name)
+    assert_matches_the_loop(case_id(case), y, x, w, b, (y_loop, gx_loop, gw_loop, gb_loop))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
@@ -260,9 +206,7 @@ def test_half_precision_gradients_match_float64(dtype):
         [True, True, False])
     xd, wd = x.double().requires_grad_(), w.double().requires_grad_()
     reference(xd, wd, None, case["s"], case["p"], case["d"]).backward(go.double())
-    assert gi.dtype == gw.dtype == dtype
-    assert rel_err(gi, xd.grad) <= 4 * TOLERANCE[dtype]
-    assert rel_err(gw, wd.grad) <= 4 * TOLERANCE[dtype]
+    assert_reduced_gradients(gi, gw, xd, wd, dtype)
 
 
 def test_backward_output_mask_leaves_unwanted_gradients_undefined():
@@ -286,7 +230,7 @@ def test_training_a_depthwise_conv2d_runs_one_native_call_each_way():
 
 def test_shim_off_restores_the_stock_group_loop():
     x, w = torch.randn(1, 16, 8, 8), torch.randn(16, 1, 3, 3)
-    with shim(False), onednn_off():
+    with shim(False), onednn(False):
         counts = op_counts(lambda: F.conv2d(x, w, padding=1, groups=16))
     assert counts.get("aten::_conv_depthwise2d") is None
     assert counts.get("aten::_slow_conv2d_forward", counts.get("aten::thnn_conv2d")) == 16, counts
@@ -398,17 +342,10 @@ def test_results_do_not_depend_on_the_number_of_threads():
     c = dict(n=2, c=40, m=2, h=23, w=17, k=(5, 5), s=(2, 1), p=(2, 2), d=(1, 2))
     x, w, b = make_inputs(c, torch.float32, "contiguous", bias=True)
     go = torch.randn(reference(x, w, b, c["s"], c["p"], c["d"]).shape)
-    previous = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            y = dwconv(x, w, b, c["s"], c["p"], c["d"])
-            grads = torch.ops.native_dwconv.conv_depthwise2d_backward(
-                go, x, w, list(c["k"]), list(c["s"]), list(c["p"]), list(c["d"]), [True, True, True])
-            results.append([y] + list(grads))
-    finally:
-        torch.set_num_threads(previous)
-    for other in results[1:]:
-        for a, b_ in zip(results[0], other):
-            torch.testing.assert_close(a, b_, rtol=0, atol=0)
+
+    def run():
+        y = dwconv(x, w, b, c["s"], c["p"], c["d"])
+        return [y] + list(torch.ops.native_dwconv.conv_depthwise2d_backward(
+            go, x, w, list(c["k"]), list(c["s"]), list(c["p"]), list(c["d"]), [True, True, True]))
+
+    assert_independent_of_threads(run)

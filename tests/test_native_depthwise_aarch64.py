@@ -22,14 +22,12 @@ qemu mean nothing.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 
 import pytest
 
-from recipe import REPO_ROOT
+import addon_helpers as ah
 
-NATIVE = os.path.join("aten", "src", "ATen", "native")
 
 # (batch, channels, multiplier, H, W, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 CASES = [
@@ -157,12 +155,8 @@ def neon_default_on_fp16_cpu_results(aarch64_addon):
 
 
 def test_the_patched_tree_holds_the_same_kernel_sources(patched_source_tree):
-    for src, dest in (("DepthwiseConv2dNative.h", "DepthwiseConv2dNative.h"),
-                      ("DepthwiseConv2dNative.cpp", "DepthwiseConv2dNative.cpp"),
-                      ("DepthwiseConv2dNativeKernel.cpp", "cpu/DepthwiseConv2dNativeKernel.cpp")):
-        with open(os.path.join(REPO_ROOT, "kernels", "depthwise", src), "rb") as a, \
-                open(os.path.join(patched_source_tree, NATIVE, dest), "rb") as b:
-            assert a.read() == b.read(), dest
+    ah.assert_patched_tree_holds_the_kernel_sources(patched_source_tree, "kernels/depthwise",
+                                                    "kernels/common")
 
 
 def _forward_failures(results, tolerances):

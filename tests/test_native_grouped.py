@@ -7,7 +7,6 @@ tests/test_native_grouped_aarch64.py.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
@@ -20,46 +19,13 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 from recipe import REPO_ROOT
-from recipe.kernel import load_kernel
+from native_helpers import (DTYPES, TOLERANCE, assert_independent_of_threads,  # noqa: F401
+                            assert_matches_the_loop, assert_reduced_gradients, forward_failure,
+                            native_kernel, onednn, op_counts, rel_err, shim)
 
-# max |y - ref| / max |ref|, ref = the conv of the same (rounded) inputs in float64.
-# fp16/bf16 are converted to fp32 and accumulated in fp32 (on every CPU): only the output's
-# rounding counts.
-TOLERANCE = {torch.float64: 1e-12, torch.float32: 1e-5, torch.float16: 2e-3,
-             torch.bfloat16: 1.6e-2}
-DTYPES = list(TOLERANCE)
+
 FORWARD_OP = "native_gconv::grouped_conv2d"
 BACKWARD_OP = "native_gconv::grouped_conv2d_backward"
-
-
-@pytest.fixture(scope="module", autouse=True)
-def native_kernel():
-    """Build (or reuse) the kernel library and load it. Afterwards the routing shim is
-    switched off, so later tests in this process see stock PyTorch's routing."""
-    path = load_kernel(quiet=True)
-    torch.ops.native_dwconv.set_shim_enabled(True)
-    yield path
-    torch.ops.native_dwconv.set_shim_enabled(False)
-
-
-@contextlib.contextmanager
-def shim(enabled):
-    previous = torch.ops.native_dwconv.set_shim_enabled(enabled)
-    try:
-        yield
-    finally:
-        torch.ops.native_dwconv.set_shim_enabled(previous)
-
-
-@contextlib.contextmanager
-def onednn(enabled):
-    """Like torch.backends.mkldnn.flags(enabled=...), without its TF32 warning (torch 2.13)."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = enabled
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def pair(v):
@@ -76,16 +42,6 @@ def reference(x, w, b, stride, padding, dilation, groups):
     with shim(False):
         return F.conv2d(x.double(), w.double(), None if b is None else b.double(),
                         stride, padding, dilation, groups)
-
-
-def rel_err(y, ref):
-    return ((y.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
-
-
-def op_counts(fn):
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        fn()
-    return {e.key: e.count for e in prof.key_averages()}
 
 
 # ----------------------------------------------------------------------------- shape space
@@ -198,13 +154,9 @@ def forward_failures(cases, dtype, layout):
         x, w, b = make_inputs(c, dtype, layout, bias=i % 2 == 0, seed=i)
         y = gconv(x, w, b, *args(c))
         ref = reference(x, w, b, *args(c))
-        if y.shape != ref.shape or y.dtype != dtype:
-            failures.append("%s: got %s %s, expected %s" % (case_id(c), y.dtype, tuple(y.shape),
-                                                            tuple(ref.shape)))
-            continue
-        err = rel_err(y, ref)
-        if not err <= TOLERANCE[dtype]:
-            failures.append("%s: relative error %.3g > %.1g" % (case_id(c), err, TOLERANCE[dtype]))
+        failure = forward_failure(case_id(c), y, ref, dtype)
+        if failure:
+            failures.append(failure)
     return failures
 
 
@@ -313,10 +265,7 @@ def test_backward_matches_the_stock_group_loop(case, layout, engine, monkeypatch
     y.backward(go)
     assert x.grad.is_contiguous(memory_format=torch.channels_last if layout == "channels_last"
                                 else torch.contiguous_format)
-    for name, got, want in (("output", y, y_loop), ("grad_input", x.grad, gx_loop),
-                            ("grad_weight", w.grad, gw_loop), ("grad_bias", b.grad, gb_loop)):
-        assert got.shape == want.shape, name
-        assert rel_err(got, want.double()) <= 2e-5, "%s: %s differs from the loop" % (case_id(case), name)
+    assert_matches_the_loop(case_id(case), y, x, w, b, (y_loop, gx_loop, gw_loop, gb_loop))
 
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["float16", "bfloat16"])
@@ -329,9 +278,7 @@ def test_half_precision_gradients_match_float64(dtype):
         [True, True, False])
     xd, wd = x.double().requires_grad_(), w.double().requires_grad_()
     reference(xd, wd, None, *args(case)).backward(go.double())
-    assert gi.dtype == gw.dtype == dtype
-    assert rel_err(gi, xd.grad) <= 4 * TOLERANCE[dtype]
-    assert rel_err(gw, wd.grad) <= 4 * TOLERANCE[dtype]
+    assert_reduced_gradients(gi, gw, xd, wd, dtype)
 
 
 def test_backward_output_mask_leaves_unwanted_gradients_undefined():
@@ -474,20 +421,13 @@ def test_results_do_not_depend_on_the_number_of_threads():
     c = dict(n=2, g=4, cg=6, og=10, h=23, w=17, k=(5, 3), s=(2, 1), p=(2, 1), d=(1, 2))
     x, w, b = make_inputs(c, torch.float32, "contiguous", bias=True)
     go = torch.randn(reference(x, w, b, *args(c)).shape)
-    previous = torch.get_num_threads()
-    results = []
-    try:
-        for threads in (1, 2, 3):
-            torch.set_num_threads(threads)
-            y = gconv(x, w, b, *args(c))
-            grads = torch.ops.native_gconv.grouped_conv2d_backward(
-                go, x, w, pair(c["s"]), pair(c["p"]), pair(c["d"]), c["g"], [True, True, True])
-            results.append([y] + list(grads))
-    finally:
-        torch.set_num_threads(previous)
-    for other in results[1:]:
-        for a, b_ in zip(results[0], other):
-            torch.testing.assert_close(a, b_, rtol=0, atol=0)
+
+    def run():
+        y = gconv(x, w, b, *args(c))
+        return [y] + list(torch.ops.native_gconv.grouped_conv2d_backward(
+            go, x, w, pair(c["s"]), pair(c["p"]), pair(c["d"]), c["g"], [True, True, True]))
+
+    assert_independent_of_threads(run)
 
 
 # ----------------------------------------------------------------------------- build.py verify

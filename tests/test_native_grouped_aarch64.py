@@ -17,14 +17,12 @@ oneDNN's reference gemm, with oneDNN on. Timings under qemu mean nothing.
 from __future__ import annotations
 
 import json
-import os
 import textwrap
 
 import pytest
 
-from recipe import REPO_ROOT
+import addon_helpers as ah
 
-NATIVE = os.path.join("aten", "src", "ATen", "native")
 
 # (batch, groups, Cin/G, Cout/G, H, W, (kh, kw), (sh, sw), (ph, pw), (dh, dw))
 CASES = [
@@ -115,12 +113,7 @@ def results(request, aarch64_addon):
 
 
 def test_the_patched_tree_holds_the_same_kernel_sources(patched_source_tree):
-    for src, dest in (("GroupedConv2dNative.h", "GroupedConv2dNative.h"),
-                      ("GroupedConv2dNative.cpp", "GroupedConv2dNative.cpp"),
-                      ("GroupedConv2dNativeKernel.cpp", "cpu/GroupedConv2dNativeKernel.cpp")):
-        with open(os.path.join(REPO_ROOT, "kernels", "grouped", src), "rb") as a, \
-                open(os.path.join(patched_source_tree, NATIVE, dest), "rb") as b:
-            assert a.read() == b.read(), dest
+    ah.assert_patched_tree_holds_the_kernel_sources(patched_source_tree, "kernels/grouped")
 
 
 def test_neon_grouped_kernel_matches_float64_on_aarch64(results):

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from conftest import unavailable  # noqa: E402
 
 from recipe import verify  # noqa: E402
+from recipe.verify import measure, reference  # noqa: E402
 
 try:
     import torch
@@ -54,18 +55,111 @@ def by_name(data):
 
 # ----------------------------------------------------------------------------- pure Python
 
-def test_source_is_python38_and_self_contained():
-    src = open(verify.__file__).read()
-    ast.parse(src, feature_version=(3, 8))
-    tree = ast.parse(src)
-    top = set()
-    for node in tree.body:
+VERIFY_DIR = os.path.join(REPO, "recipe", "verify")
+STDLIB = getattr(sys, "stdlib_module_names", None)
+
+
+def _module_level_imports(tree):
+    """Top-level names imported outside functions (a module's `if` blocks count)."""
+    found, todo = set(), list(tree.body)
+    while todo:
+        node = todo.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
         if isinstance(node, ast.Import):
-            top.update(a.name.split(".")[0] for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module:
-            top.add(node.module.split(".")[0])
-    # stdlib only at import time: the file must run alone in a venv, on a Jetson, under qemu
-    assert not top & {"torch", "recipe", "numpy"}, top
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+        todo.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def test_the_package_is_python38_and_needs_only_the_standard_library():
+    """recipe/__init__.py and every module of recipe/verify/ parse as Python 3.8 and import, at
+    module level, only the standard library and recipe.verify itself: verify runs in a bare
+    venv with a wheel, on a Jetson, under qemu (torch is imported on first use)."""
+    files = [os.path.join(REPO, "recipe", "__init__.py")] + sorted(
+        os.path.join(VERIFY_DIR, f) for f in os.listdir(VERIFY_DIR) if f.endswith(".py"))
+    assert len(files) >= 10, files
+    for path in files:
+        src = open(path).read()
+        ast.parse(src, feature_version=(3, 8))
+        for name in _module_level_imports(ast.parse(src)):
+            top = name.split(".")[0]
+            if top == "recipe":
+                assert name in ("recipe", "recipe.verify") or name.startswith("recipe.verify."), \
+                    (path, name)
+            elif top != "__future__":
+                assert top not in ("torch", "numpy", "yaml"), (path, name)
+                assert STDLIB is None or top in STDLIB, (path, name)
+
+
+def _bare(argv, cwd, env=None):
+    """`python -S ARGV`: no site-packages at all, so an import beyond the standard library
+    fails; torch is not reachable either (only `--cases list` / `--help` can run)."""
+    e = dict(os.environ)
+    e.pop("PYTHONPATH", None)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-S"] + argv, cwd=str(cwd), env=e,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          universal_newlines=True, timeout=120)
+
+
+def test_it_runs_with_the_standard_library_alone_as_a_module_and_as_a_script(tmp_path):
+    names = [c.name for c in verify.default_matrix()]
+    for argv, env in ((["-m", "recipe.verify", "--cases", "list"], {"PYTHONPATH": REPO}),
+                      ([VERIFY_DIR, "--cases", "list"], None),
+                      ([os.path.join(VERIFY_DIR, "__main__.py"), "--cases", "list"], None)):
+        r = _bare(argv, tmp_path, env)
+        assert r.returncode == 0, (argv, r.stderr)
+        assert r.stdout.split() == names, argv
+    r = _bare([VERIFY_DIR, "--threads", "1", "--cases", SEED], tmp_path)
+    assert r.returncode == verify.EXIT_SETUP and "cannot import torch" in r.stderr, r.stderr
+
+
+SYS_PATH_AT_IMPORT_TORCH = textwrap.dedent('''
+    # Records sys.path when torch is imported, then runs verify the way ARGV[1] says.
+    import json, os, runpy, sys
+    mode, target, out = sys.argv[1:4]
+    seen = []
+
+    def hook(event, args):
+        if event == "import" and args[0] == "torch" and not seen:
+            seen.append([os.path.abspath(p or os.curdir) for p in sys.path])
+
+    sys.addaudithook(hook)
+    sys.argv = ["verify"] + sys.argv[4:]
+    try:
+        if mode == "script":
+            runpy.run_path(target, run_name="__main__")
+        else:
+            sys.path.insert(0, target)
+            runpy.run_module("recipe.verify", run_name="__main__", alter_sys=True)
+    except SystemExit as e:
+        code = e.code
+    with open(out, "w") as f:
+        json.dump({"code": code, "sys_path": seen[0] if seen else None}, f)
+''')
+
+
+def test_nothing_of_the_checkout_is_on_sys_path_when_torch_is_imported(tmp_path):
+    """The script-mode guard: `python recipe/verify` starts with recipe/verify/ as sys.path[0]
+    (its modules cases, events, run, ... would shadow anything of that name torch imports) and
+    `python -m recipe.verify` with the checkout on it (build.py, tests/): neither is there when
+    torch is imported."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(SYS_PATH_AT_IMPORT_TORCH)
+    for mode, target in (("script", VERIFY_DIR), ("module", REPO)):
+        out = tmp_path / ("%s.json" % mode)
+        r = subprocess.run([sys.executable, str(driver), mode, target, str(out), "--no-timing",
+                            "--threads", "1", "--json", "--cases", DW3D],
+                           cwd=str(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           universal_newlines=True, timeout=300)
+        data = json.loads(out.read_text())
+        assert data["code"] == verify.EXIT_OK, (mode, r.stderr[-2000:])
+        assert data["sys_path"], mode
+        assert not {VERIFY_DIR, REPO, os.path.join(REPO, "recipe")} & set(data["sys_path"]), \
+            (mode, data["sys_path"])
 
 
 def test_default_matrix_covers_the_issue():
@@ -291,15 +385,15 @@ def test_reference_is_independent_and_exact():
         w = torch.randn([o, c // groups] + [k] * dim, generator=g, dtype=torch.float64)
         b = torch.randn([o], generator=g, dtype=torch.float64)
         conv = getattr(torch.nn.functional, "conv%dd" % dim)
-        ref = verify._reference(x, w, b, s, p, groups)
+        ref = reference.reference_conv(x, w, b, s, p, groups)
         assert torch.allclose(ref, conv(x, w, b, s, p, 1, groups), rtol=1e-10, atol=1e-10)
 
 
 def test_count_backend_calls_on_real_profiles():
     x = torch.randn(1, 8, 10, 10)
     w = torch.randn(8, 1, 3, 3)
-    with verify._mkldnn_enabled(False), torch.no_grad():
-        _, events = verify._profile(lambda: torch.nn.functional.conv2d(x, w, None, 1, 1, 1, 8))
+    with measure.mkldnn_enabled(False), torch.no_grad():
+        _, events = measure.profiled(lambda: torch.nn.functional.conv2d(x, w, None, 1, 1, 1, 8))
     calls, ops, how, evidence = verify.count_backend_calls(events, "forward", "Slow2d", 8)
     assert calls == 8 and ops == {"aten::thnn_conv2d": 8}
     assert evidence == {"aten::narrow": 16, "aten::cat": 1}

@@ -16,8 +16,8 @@
 #include <ATen/core/Tensor.h>
 #include <ATen/MemoryOverlap.h>
 #include <ATen/native/ConvUtils.h>
+#include <ATen/native/NativeConvChecks.h>
 #include <ATen/native/Resize.h>
-#include <c10/util/irange.h>
 
 #ifndef AT_PER_OPERATOR_HEADERS
 #include <ATen/Functions.h>
@@ -34,10 +34,6 @@ DEFINE_DISPATCH(native_depthwise_conv2d_backward_stub);
 
 namespace {
 
-bool is_native_dtype(ScalarType t) {
-  return t == kFloat || t == kDouble || t == kHalf || t == kBFloat16;
-}
-
 // Checks shared by forward and backward; returns the output size.
 std::vector<int64_t> check_depthwise_args(
     const char* fn, const Tensor& self, const Tensor& weight, IntArrayRef kernel_size,
@@ -46,24 +42,9 @@ std::vector<int64_t> check_depthwise_args(
                   dilation.size() == 2,
               fn, ": expected kernel_size, stride, padding and dilation of 2 elements each, got ",
               kernel_size, ", ", stride, ", ", padding, ", ", dilation);
-  TORCH_CHECK(self.device().is_cpu() && weight.device().is_cpu(),
-              fn, ": expected CPU tensors, got input on ", self.device(), " and weight on ",
-              weight.device());
-  TORCH_CHECK(self.layout() == kStrided && weight.layout() == kStrided,
-              fn, ": expected strided tensors");
-  TORCH_CHECK(self.dim() == 4, fn, ": expected 4-D input (N, C, H, W), got input of size ",
-              self.sizes());
-  TORCH_CHECK(weight.dim() == 4,
-              fn, ": expected 4-D weight (C*m, 1, kh, kw), got weight of size ", weight.sizes());
-  TORCH_CHECK(is_native_dtype(self.scalar_type()),
-              fn, ": expected a float, double, half or bfloat16 input, got ", self.scalar_type());
-  TORCH_CHECK(weight.scalar_type() == self.scalar_type(),
-              fn, ": expected weight of the input's dtype ", self.scalar_type(), ", got ",
-              weight.scalar_type());
+  native_conv::check_tensors(fn, self, weight, "(C*m, 1, kh, kw)");
   const int64_t C = self.size(1);
-  TORCH_CHECK(C > 0 && self.size(2) > 0 && self.size(3) > 0,
-              fn, ": expected input with non-zero channels and spatial size, got input of size ",
-              self.sizes());
+  native_conv::check_input_not_empty(fn, self);
   TORCH_CHECK(weight.size(1) == 1,
               fn, ": depthwise weight must have size 1 at dimension 1 (weight of size ",
               weight.sizes(), ")");
@@ -73,29 +54,8 @@ std::vector<int64_t> check_depthwise_args(
               weight.sizes());
   TORCH_CHECK(weight.size(2) == kernel_size[0] && weight.size(3) == kernel_size[1],
               fn, ": kernel_size ", kernel_size, " does not match weight of size ", weight.sizes());
-  for (const auto i : c10::irange(2)) {
-    TORCH_CHECK(stride[i] > 0, fn, ": non-positive stride is not supported, got ", stride);
-    TORCH_CHECK(dilation[i] > 0, fn, ": dilation should be greater than zero, got ", dilation);
-    TORCH_CHECK(padding[i] >= 0, fn, ": negative padding is not supported, got ", padding);
-  }
-  const int64_t ph = self.size(2) + 2 * padding[0], pw = self.size(3) + 2 * padding[1];
-  const int64_t kh = dilation[0] * (kernel_size[0] - 1) + 1;
-  const int64_t kw = dilation[1] * (kernel_size[1] - 1) + 1;
-  TORCH_CHECK(ph >= kh && pw >= kw,
-              fn, ": calculated padded input size per channel: (", ph, " x ", pw, "). Kernel size: (",
-              kh, " x ", kw, "). Kernel size can't be greater than actual input size");
-  return {self.size(0), weight.size(0), (ph - kh) / stride[0] + 1, (pw - kw) / stride[1] + 1};
-}
-
-void check_bias(const Tensor& bias, const Tensor& self, const Tensor& weight) {
-  if (!bias.defined()) return;
-  TORCH_CHECK(bias.dim() <= 1 && bias.numel() == weight.size(0),
-              "_conv_depthwise2d: expected bias to be 1-dimensional with ", weight.size(0),
-              " elements, but got bias of size ", bias.sizes());
-  TORCH_CHECK(bias.scalar_type() == self.scalar_type(),
-              "_conv_depthwise2d: expected bias of the input's dtype ", self.scalar_type(),
-              ", got ", bias.scalar_type());
-  TORCH_CHECK(bias.device().is_cpu(), "_conv_depthwise2d: expected a CPU bias");
+  return native_conv::output_size(fn, self, weight.size(0), kernel_size[0], kernel_size[1],
+                                  stride, padding, dilation);
 }
 
 }  // namespace
@@ -107,7 +67,7 @@ const Tensor& conv_depthwise2d_cpu_out(
   const auto out_size = check_depthwise_args("_conv_depthwise2d", self, weight, kernel_size,
                                              stride, padding, dilation);
   const Tensor bias = bias_opt.has_value() ? *bias_opt : Tensor();
-  check_bias(bias, self, weight);
+  native_conv::check_bias("_conv_depthwise2d", bias, self, weight);
   TORCH_CHECK(out.scalar_type() == self.scalar_type(),
               "_conv_depthwise2d: expected out of dtype ", self.scalar_type(), ", got ",
               out.scalar_type());
@@ -129,7 +89,7 @@ Tensor conv_depthwise2d_cpu(
   const auto out_size = check_depthwise_args("_conv_depthwise2d", self, weight, kernel_size,
                                              stride, padding, dilation);
   const Tensor bias = bias_opt.has_value() ? *bias_opt : Tensor();
-  check_bias(bias, self, weight);
+  native_conv::check_bias("_conv_depthwise2d", bias, self, weight);
   // Output in the input's suggested memory format (NCHW or channels_last).
   Tensor out = at::empty(out_size, self.options().memory_format(self.suggest_memory_format()));
   const Tensor bias1d = (bias.defined() && bias.dim() == 0) ? bias.reshape({1}) : bias;
@@ -144,14 +104,7 @@ std::tuple<Tensor, Tensor> conv_depthwise2d_backward_cpu(
     std::array<bool, 2> output_mask) {
   const auto out_size = check_depthwise_args("conv_depthwise2d_backward", self, weight,
                                              kernel_size, stride, padding, dilation);
-  TORCH_CHECK(grad_output.device().is_cpu() && grad_output.layout() == kStrided,
-              "conv_depthwise2d_backward: expected a strided CPU grad_output");
-  TORCH_CHECK(grad_output.scalar_type() == self.scalar_type(),
-              "conv_depthwise2d_backward: expected grad_output of the input's dtype ",
-              self.scalar_type(), ", got ", grad_output.scalar_type());
-  TORCH_CHECK(grad_output.sizes() == IntArrayRef(out_size),
-              "conv_depthwise2d_backward: expected grad_output of size ", IntArrayRef(out_size),
-              ", got ", grad_output.sizes());
+  native_conv::check_grad_output("conv_depthwise2d_backward", grad_output, self, out_size);
   return native_depthwise_conv2d_backward_stub(kCPU, grad_output, self, weight, kernel_size,
                                                stride, padding, dilation, output_mask);
 }
@@ -161,11 +114,7 @@ bool native_depthwise_conv2d_supports(
   // Symbolic sizes (FakeTensor under torch.compile with dynamic shapes, through
   // _select_conv_backend) are fine: only sym_size() is read, never size()/numel(), and
   // the batch not at all (any batch, 0 included, runs as one call).
-  return !transposed && input.device().is_cpu() && weight.device().is_cpu() &&
-         input.layout() == kStrided && weight.layout() == kStrided &&
-         !input.is_quantized() && !weight.is_quantized() &&
-         input.dim() == 4 && weight.dim() == 4 && is_native_dtype(input.scalar_type()) &&
-         weight.scalar_type() == input.scalar_type() && groups >= 1 &&
+  return native_conv::supported_tensors(input, weight, transposed) && groups >= 1 &&
          input.sym_size(1) == groups && input.sym_size(2) > 0 && input.sym_size(3) > 0 &&
          weight.sym_size(1) == 1 && weight.sym_size(0) > 0 && weight.sym_size(0) % groups == 0;
 }

@@ -291,86 +291,9 @@ ALSO_REGISTER_AVX512_DISPATCH(native_depthwise_conv2d_backward_stub, &native_dep
 template <typename scalar_t>
 using acc_of = typename AccOf<scalar_t>::type;
 
-template <typename T>
-constexpr bool is_reduced_v =
-    std::is_same_v<T, c10::Half> || std::is_same_v<T, c10::BFloat16>;
-
-inline int64_t div_floor(int64_t a, int64_t b) {  // b > 0
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-inline int64_t div_ceil(int64_t a, int64_t b) {  // b > 0
-  return -div_floor(-a, b);
-}
-inline int64_t round_up(int64_t a, int64_t b) {
-  return div_ceil(a, b) * b;
-}
-
-// ---------------------------------------------------------------------------
-// Loads / stores of accumulation vectors from / to scalar_t memory.
-// ---------------------------------------------------------------------------
-template <typename scalar_t, typename acc_t>
-struct IO {
-  using AV = Vec<acc_t>;
-  static constexpr int64_t L = AV::size();
-  static constexpr bool kSame = std::is_same_v<scalar_t, acc_t>;
-
-  // One vector (L elements).
-  static inline AV load(const scalar_t* p) {
-    if constexpr (kSame) {
-      return AV::loadu(p);
-    } else {
-      static_assert(std::is_same_v<acc_t, float> && is_reduced_v<scalar_t>);
-      AV out;
-      at::vec::load_to_float<scalar_t>(p, out);
-      return out;
-    }
-  }
-  // Two vectors (2L elements).
-  static inline void load2(const scalar_t* p, AV& a, AV& b) {
-    if constexpr (kSame) {
-      a = AV::loadu(p);
-      b = AV::loadu(p + L);
-    } else {
-      auto ab = at::vec::convert_to_float<scalar_t>(Vec<scalar_t>::loadu(p));
-      a = std::get<0>(ab);
-      b = std::get<1>(ab);
-    }
-  }
-  // First n (< L) elements, the rest zero.
-  static inline AV load_partial(const scalar_t* p, int64_t n) {
-    if constexpr (kSame) {
-      return AV::loadu(p, n);  // zero-filled (masked load on AVX-512)
-    } else {
-      __at_align__ acc_t tmp[L];
-      for (int64_t i = 0; i < L; ++i) tmp[i] = i < n ? static_cast<acc_t>(p[i]) : acc_t(0);
-      return AV::loadu(tmp);
-    }
-  }
-  static inline void store(scalar_t* p, const AV& v) {
-    if constexpr (kSame) {
-      v.store(p);
-    } else {
-      at::vec::convert_from_float<scalar_t>(v, v).store(p, L);
-    }
-  }
-  static inline void store2(scalar_t* p, const AV& a, const AV& b) {
-    if constexpr (kSame) {
-      a.store(p);
-      b.store(p + L);
-    } else {
-      at::vec::convert_from_float<scalar_t>(a, b).store(p);
-    }
-  }
-  static inline void store_partial(scalar_t* p, const AV& v, int64_t n) {
-    if constexpr (kSame) {
-      v.store(p, n);
-      return;
-    }
-    __at_align__ acc_t tmp[L];
-    v.store(tmp);
-    for (int64_t i = 0; i < n; ++i) p[i] = static_cast<scalar_t>(tmp[i]);
-  }
-};
+// is_reduced_v, div_floor / div_ceil / round_up, fill_conv_geometry, IO<scalar_t, acc_t>,
+// copy_same, reduced_to_float: shared with the grouped kernel, with this pass's Vec.
+#include <ATen/native/cpu/NativeConvKernelUtils.h>
 
 // dst[i] = (dst_t) src[i * ss], i < n (vectorised when unit-stride).
 template <typename src_t, typename dst_t>
@@ -378,24 +301,10 @@ inline void convert_row(const src_t* src, int64_t ss, dst_t* dst, int64_t n) {
   if (n <= 0) return;
   if (ss == 1) {
     if constexpr (std::is_same_v<src_t, dst_t>) {
-      constexpr int64_t L = Vec<dst_t>::size();
-      if (n >= 8 * L) {
-        std::memcpy(dst, src, n * sizeof(dst_t));
-        return;
-      }
-      int64_t i = 0;
-      for (; i + L <= n; i += L) Vec<dst_t>::loadu(src + i).store(dst + i);
-      if (i < n) Vec<dst_t>::loadu(src + i, n - i).store(dst + i, n - i);
+      copy_same(src, dst, n);
       return;
     } else if constexpr (std::is_same_v<dst_t, float> && is_reduced_v<src_t>) {
-      constexpr int64_t L = Vec<float>::size();
-      int64_t i = 0;
-      for (; i + 2 * L <= n; i += 2 * L) {
-        auto ab = at::vec::convert_to_float<src_t>(Vec<src_t>::loadu(src + i));
-        std::get<0>(ab).store(dst + i);
-        std::get<1>(ab).store(dst + i + L);
-      }
-      for (; i < n; ++i) dst[i] = static_cast<float>(src[i]);
+      reduced_to_float(src, dst, n);
       return;
     }
   }
@@ -413,22 +322,9 @@ struct Geo {
 Geo make_geo(const Tensor& input, const Tensor& weight, IntArrayRef kernel_size,
              IntArrayRef stride, IntArrayRef padding, IntArrayRef dilation) {
   Geo g;
-  g.N = input.size(0);
-  g.C = input.size(1);
-  g.H = input.size(2);
-  g.W = input.size(3);
-  g.OC = weight.size(0);
+  fill_conv_geometry(g, input, weight, kernel_size[0], kernel_size[1], stride, padding,
+                     dilation);
   g.M = g.C > 0 ? g.OC / g.C : 1;
-  g.KH = kernel_size[0];
-  g.KW = kernel_size[1];
-  g.SH = stride[0];
-  g.SW = stride[1];
-  g.PH = padding[0];
-  g.PW = padding[1];
-  g.DH = dilation[0];
-  g.DW = dilation[1];
-  g.OH = (g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1) / g.SH + 1;
-  g.OW = (g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1) / g.SW + 1;
   return g;
 }
 

@@ -104,58 +104,12 @@ constexpr int kRRW = 4;
 // Per-thread working set of one band (planes + results), bytes.
 constexpr int64_t kBandBytes = 192 * 1024;
 
-template <typename T>
-constexpr bool is_reduced_v = std::is_same_v<T, c10::Half> || std::is_same_v<T, c10::BFloat16>;
+// is_reduced_v, div_floor / div_ceil / round_up, fill_conv_geometry, IO<scalar_t, acc_t>,
+// copy_same, reduced_to_float: shared with the depthwise kernel.
+#include <ATen/native/cpu/NativeConvKernelUtils.h>
 
-inline int64_t div_floor(int64_t a, int64_t b) {  // b > 0
-  return a >= 0 ? a / b : -((-a + b - 1) / b);
-}
-inline int64_t div_ceil(int64_t a, int64_t b) {  // b > 0
-  return -div_floor(-a, b);
-}
-inline int64_t round_up(int64_t a, int64_t b) {
-  return div_ceil(a, b) * b;
-}
 inline int64_t clamp64(int64_t v, int64_t lo, int64_t hi) {
   return std::min(std::max(v, lo), hi);
-}
-
-// ---------------------------------------------------------------------------
-// Conversions between scalar_t memory and acc_t (vectorised where unit-stride).
-// ---------------------------------------------------------------------------
-template <typename scalar_t, typename acc_t>
-struct IO {
-  using AV = Vec<acc_t>;
-  static constexpr int64_t L = AV::size();
-  static inline AV load(const scalar_t* p) {
-    if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      return AV::loadu(p);
-    } else {
-      AV out;
-      at::vec::load_to_float<scalar_t>(p, out);
-      return out;
-    }
-  }
-  static inline void store(scalar_t* p, const AV& v) {
-    if constexpr (std::is_same_v<scalar_t, acc_t>) {
-      v.store(p);
-    } else {
-      at::vec::convert_from_float<scalar_t>(v, v).store(p, L);
-    }
-  }
-};
-
-// dst[i] = src[i], i < n: short rows inline (a memcpy call costs more than the copy).
-template <typename T>
-inline void copy_same(const T* src, T* dst, int64_t n) {
-  constexpr int64_t L = Vec<T>::size();
-  if (n >= 8 * L) {
-    std::memcpy(dst, src, n * sizeof(T));
-    return;
-  }
-  int64_t i = 0;
-  for (; i + L <= n; i += L) Vec<T>::loadu(src + i).store(dst + i);
-  if (i < n) Vec<T>::loadu(src + i, n - i).store(dst + i, n - i);
 }
 
 // dst[i] = (acc_t) src[i * ss], i < n.
@@ -167,14 +121,7 @@ inline void convert_in(const scalar_t* src, int64_t ss, acc_t* dst, int64_t n) {
       copy_same(src, dst, n);
       return;
     } else {
-      constexpr int64_t L = Vec<acc_t>::size();
-      int64_t i = 0;
-      for (; i + 2 * L <= n; i += 2 * L) {
-        auto ab = at::vec::convert_to_float<scalar_t>(Vec<scalar_t>::loadu(src + i));
-        std::get<0>(ab).store(dst + i);
-        std::get<1>(ab).store(dst + i + L);
-      }
-      for (; i < n; ++i) dst[i] = static_cast<acc_t>(src[i]);
+      reduced_to_float(src, dst, n);  // acc_t is float
       return;
     }
   }
@@ -289,24 +236,11 @@ struct GGeo {
 GGeo make_geo(const Tensor& input, const Tensor& weight, IntArrayRef stride,
               IntArrayRef padding, IntArrayRef dilation, int64_t groups) {
   GGeo g;
-  g.N = input.size(0);
-  g.C = input.size(1);
-  g.H = input.size(2);
-  g.W = input.size(3);
-  g.OC = weight.size(0);
+  fill_conv_geometry(g, input, weight, weight.size(2), weight.size(3), stride, padding,
+                     dilation);
   g.G = groups;
   g.CG = g.C / groups;
   g.OG = g.OC / groups;
-  g.KH = weight.size(2);
-  g.KW = weight.size(3);
-  g.SH = stride[0];
-  g.SW = stride[1];
-  g.PH = padding[0];
-  g.PW = padding[1];
-  g.DH = dilation[0];
-  g.DW = dilation[1];
-  g.OH = (g.H + 2 * g.PH - g.DH * (g.KH - 1) - 1) / g.SH + 1;
-  g.OW = (g.W + 2 * g.PW - g.DW * (g.KW - 1) - 1) / g.SW + 1;
   return g;
 }
 

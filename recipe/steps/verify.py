@@ -1,6 +1,6 @@
 """Step 7, verify: the fresh wheel, installed in a clean venv, must pass the dispatch check.
 
-`python build.py verify --wheel W --json-file F` (recipe/verify.py, issue 4) creates a new
+`python build.py verify --wheel W --json-file F` (the package recipe/verify/) creates a new
 virtual environment, installs only the repaired wheel (and its declared dependencies) and
 runs the check there: grouped/depthwise convolutions must run as ONE kernel with correct
 numerics. A wheel that still loops over groups is a failed build, even though it compiled.
