@@ -16,6 +16,13 @@ default, ``--cases all`` for every one), batch 1, and each backend
   NHWC; the oneDNN implementation that ran is recorded from ``ONEDNN_VERBOSE``;
 * ``loop``        -- the same call with mkldnn disabled: stock PyTorch's group loop
   (``groups`` x ``thnn_conv2d`` + ``cat``), NCHW;
+* ``onednn-2.14`` / ``onednn-2.14-fp16`` (opt-in with ``--backends``) -- ``F.conv2d`` as
+  the CUDA-era official aarch64 wheel, torch 2.14.1+cu130 (what JetPack 7 users get from
+  pip), runs it on the CPU: its newer oneDNN has its own ASIMD JIT depthwise kernel, the
+  strongest ARM anchor there is; fp32 and fp16, NCHW and NHWC. The wheel and its CUDA runtime
+  wheels (3.1 GB, pinned) come from tests/harness/emulation_cuda.py, which also supplies the
+  ARM ``/proc/cpuinfo`` that torch 2.14's cpuinfo needs under qemu 7.2 (bind-mounted in a
+  private mount namespace around the counting qemu: root, as for that harness);
 
 it reports executed instructions and modelled L1D / L2 misses per output element, for the
 convolution call ALONE, under the chosen ``--cpu`` model (`CPU_MODELS`: which board it
@@ -63,6 +70,9 @@ MARKER_SYSCALL = 4000
 # What runs inside the rootfs (standard library + torch only; host paths are seen through
 # qemu's -L fallback, but a folder that also exists in the rootfs is the rootfs's).
 GUEST_SCRIPT = os.path.join(REPO, "recipe", "emulated_guest.py")
+# qemu 7.2 shows aarch64 guests the host's /proc/cpuinfo (torch 2.14's cpuinfo crashes on an
+# x86 one): the counting qemu of the CUDA-era torch runs with an ARM one bound over it.
+CPUINFO_WRAPPER = ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" /proc/cpuinfo && exec "$@"']
 WARMUP = 2
 REPS = 2
 LINE_BYTES = 64
@@ -118,8 +128,14 @@ MEASUREMENTS = (
     ("onednn", "onednn", "float32", "nchw"),
     ("onednn", "onednn", "float32", "channels_last"),
     ("loop", "loop", "float32", "nchw"),
+    ("onednn-2.14", "onednn-2.14", "float32", "nchw"),
+    ("onednn-2.14", "onednn-2.14", "float32", "channels_last"),
+    ("onednn-2.14-fp16", "onednn-2.14", "float16", "nchw"),
+    ("onednn-2.14-fp16", "onednn-2.14", "float16", "channels_last"),
 )
+# What a plain run counts; the CUDA-era wheel's oneDNN costs a 3.1 GB download: opt-in.
 BACKENDS = ("native", "native-fp16", "onednn", "loop")
+ALL_BACKENDS = BACKENDS + ("onednn-2.14", "onednn-2.14-fp16")
 PRIME_CASE = ("prime-8x4-k3", 8, 4, 3, 1, 1)
 
 
@@ -157,12 +173,33 @@ def _onednn_impls(stdout, index):
     return impls
 
 
+class GuestTorch(object):
+    """Which torch a guest process imports: its site-packages folder (on PYTHONPATH: the guest
+    runs ``python3 -S``) and the host command put in front of the counting qemu."""
+
+    def __init__(self, site, wrapper=()):
+        self.site, self.wrapper = site, list(wrapper)
+
+
+def guest_torch(emu, process):
+    """The official 2.6.0 wheel of the root filesystem, or for the ``onednn-2.14`` process
+    torch 2.14.1+cu130 (its venv's site-packages, the rootfs's own python 3.11)."""
+    from tests.harness.emulation import GUEST_SITE
+    if process != "onednn-2.14":
+        return GuestTorch(GUEST_SITE)
+    from tests.harness import emulation_cuda
+    cuda = emulation_cuda.ensure_cuda_torch()
+    return GuestTorch(cuda.site, CPUINFO_WRAPPER + [emulation_cuda.cpuinfo_path()])
+
+
 def run_process(emu, qemu, cpu, library, measurements, workdir, warmup=WARMUP, reps=REPS,
-                cache_model=True, timeout=7200):
-    """One guest process for `measurements` (same library); returns one dict per measurement."""
+                cache_model=True, timeout=7200, torch_site=None):
+    """One guest process for `measurements` (same library and torch: `torch_site`, a
+    GuestTorch, default the rootfs's 2.6.0); returns one dict per measurement."""
     from recipe import cache_dir
-    from tests.harness.emulation import GUEST_PYTHON, GUEST_SITE
+    from tests.harness.emulation import GUEST_PYTHON
     from tests.harness.qemu_plugins import parse_log
+    torch_site = torch_site or guest_torch(emu, "onednn")
     model = CPU_MODELS[cpu]
     os.makedirs(workdir, exist_ok=True)
     config = os.path.join(workdir, "config.json")
@@ -178,10 +215,10 @@ def run_process(emu, qemu, cpu, library, measurements, workdir, warmup=WARMUP, r
                                     for b, c, d, l in measurements]}, f)
     cache_args = dict(model["plugin"], limit=0, start_syscall=MARKER_SYSCALL) \
         if cache_model else None
-    cmd = qemu.command(emu.rootfs, [GUEST_PYTHON, "-S", GUEST_SCRIPT, config],
-                       model["qemu_cpu"], log_path, cache_args=cache_args)
+    cmd = torch_site.wrapper + qemu.command(emu.rootfs, [GUEST_PYTHON, "-S", GUEST_SCRIPT, config],
+                                            model["qemu_cpu"], log_path, cache_args=cache_args)
     env = {"PATH": "/usr/bin:/bin", "HOME": "/root", "LANG": "C.UTF-8",
-           "PYTHONHASHSEED": "0", "PYTHONPATH": GUEST_SITE,
+           "PYTHONHASHSEED": "0", "PYTHONPATH": torch_site.site,
            "PYTHONPYCACHEPREFIX": cache_dir("bench-emulated", "pycache"),
            "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "QEMU_LD_PREFIX": emu.rootfs}
     t0 = time.time()
@@ -217,19 +254,20 @@ def run_process(emu, qemu, cpu, library, measurements, workdir, warmup=WARMUP, r
     return rows
 
 
-def prime_bytecode_cache(emu, qemu, cpu, workdir):
-    """Fill the private bytecode cache once (a short guest run, instructions only): a first
-    run writes .pyc files while importing, so its history, and its counts, would differ
-    from every later run's."""
+def prime_bytecode_cache(emu, qemu, cpu, workdir, torch_site, backend="onednn"):
+    """Fill the private bytecode cache once per guest torch (a short guest run, instructions
+    only): a first run writes .pyc files while importing, so its history, and its counts,
+    would differ from every later run's."""
     from recipe import cache_dir
     stamp = cache_dir("bench-emulated", "pycache", ".primed-%s" % hashlib.sha256(
-        emu.torch_site.encode()).hexdigest()[:12])
+        torch_site.site.encode()).hexdigest()[:12])
     if os.path.exists(stamp):
         return
-    log("first run: filling the private bytecode cache (once)")
-    run_process(emu, qemu, cpu, None, [("onednn", PRIME_CASE, "float32", "nchw"),
+    log("first run with %s: filling the private bytecode cache (once)" % torch_site.site)
+    run_process(emu, qemu, cpu, None, [(backend, PRIME_CASE, "float32", "nchw"),
                                        ("loop", PRIME_CASE, "float32", "nchw")],
-                os.path.join(workdir, "prime"), warmup=1, reps=1, cache_model=False)
+                os.path.join(workdir, "prime-" + backend), warmup=1, reps=1, cache_model=False,
+                torch_site=torch_site)
     with open(stamp, "w") as f:
         f.write("primed\n")
 
@@ -275,19 +313,23 @@ def measure(cases, cpu="neoverse-n1", backends=BACKENDS, warmup=WARMUP, reps=REP
     workdir = workdir or tempfile.mkdtemp(prefix="bench-emulated-")
     rows = []
     try:
-        prime_bytecode_cache(emu, qemu, cpu, workdir)
         processes = []
-        for process in ("native", "onednn", "loop"):
+        for process in ("native", "onednn", "loop", "onednn-2.14"):
             todo = [(b, c, d, l) for c in cases for b, p, d, l in MEASUREMENTS
                     if p == process and b in backends]
             if todo:
                 processes.append((process, todo))
+        sites = {process: guest_torch(emu, process) for process, _ in processes}
+        prime_bytecode_cache(emu, qemu, cpu, workdir, guest_torch(emu, "onednn"))
+        if "onednn-2.14" in sites:
+            prime_bytecode_cache(emu, qemu, cpu, workdir, sites["onednn-2.14"], "onednn-2.14")
         log("counting %s in %d guest process(es)" % (
             ", ".join("%d %s" % (len(todo), p) for p, todo in processes), len(processes)))
         with concurrent.futures.ThreadPoolExecutor(jobs or os.cpu_count() or 1) as pool:
             futures = [pool.submit(run_process, emu, qemu, cpu,
                                    library if process == "native" else None, todo,
-                                   os.path.join(workdir, process), warmup, reps)
+                                   os.path.join(workdir, process), warmup, reps,
+                                   torch_site=sites[process])
                        for process, todo in processes]
             for fut in futures:
                 rows += fut.result()
@@ -319,6 +361,15 @@ RATIOS = (
      lambda v: v <= 0.6),
     ("fp16/fp32 native insns NHWC", ("native-fp16", "channels_last"), ("native", "channels_last"),
      "<= 0.6", lambda v: v <= 0.6),
+    # against the CUDA-era wheel's newer oneDNN (opt-in backends)
+    ("native/onednn-2.14 insns NCHW", ("native", "nchw"), ("onednn-2.14", "nchw"), "< 1",
+     lambda v: v < 1),
+    ("native/onednn-2.14 insns NHWC", ("native", "channels_last"), ("onednn-2.14", "channels_last"),
+     "< 1", lambda v: v < 1),
+    ("fp16 native/onednn-2.14 insns NCHW", ("native-fp16", "nchw"), ("onednn-2.14-fp16", "nchw"),
+     "< 1", lambda v: v < 1),
+    ("fp16 native/onednn-2.14 insns NHWC", ("native-fp16", "channels_last"),
+     ("onednn-2.14-fp16", "channels_last"), "< 1", lambda v: v < 1),
 )
 
 
@@ -346,13 +397,13 @@ def print_table(rows, cpu, summary):
     model = CPU_MODELS[cpu]
     board = model["board"]
     est = board in BOARDS
-    hdr = "%-27s %-12s %-4s %-5s %10s %8s %8s %8s%s" % (
+    hdr = "%-27s %-16s %-4s %-5s %10s %8s %8s %8s%s" % (
         "case", "backend", "dt", "lay", "Minsn/call", "insn/out", "L1D/out", "L2/out",
         "  est us (%s)" % board if est else "")
     print(hdr)
     print("-" * len(hdr))
     for r in rows:
-        print("%-27s %-12s %-4s %-5s %10.2f %8.2f %8.3f %8.3f%s" % (
+        print("%-27s %-16s %-4s %-5s %10.2f %8.2f %8.3f %8.3f%s" % (
             r["case"], r["backend"], r["dtype"].replace("float", "f"),
             "NCHW" if r["layout"] == "nchw" else "NHWC", r["per_call"]["insns"] / 1e6,
             per_output(r, "insns"), per_output(r, "l1d_misses"), per_output(r, "l2_misses"),
@@ -387,7 +438,9 @@ def build_parser():
                    help="'default' (%s), 'all', or comma-separated substrings of case names"
                         % ", ".join(DEFAULT_CASES))
     p.add_argument("--backends", default=",".join(BACKENDS),
-                   help="comma-separated subset of %s" % ",".join(BACKENDS))
+                   help="comma-separated subset of %s (default: the first four; the "
+                        "onednn-2.14 ones download torch 2.14.1+cu130 and its CUDA runtime, "
+                        "3.1 GB, once)" % ",".join(ALL_BACKENDS))
     p.add_argument("--reps", type=int, default=REPS, help="counted calls per measurement")
     p.add_argument("--jobs", type=int, default=None,
                    help="guest processes at a time (default: one per CPU; at most 3)")
@@ -399,9 +452,9 @@ def main(argv=None):
     p = build_parser()
     a = p.parse_args(argv)
     backends = tuple(a.backends.split(","))
-    unknown = [b for b in backends if b not in BACKENDS]
+    unknown = [b for b in backends if b not in ALL_BACKENDS]
     if unknown:
-        p.error("--backends: unknown %s (allowed: %s)" % (",".join(unknown), ",".join(BACKENDS)))
+        p.error("--backends: unknown %s (allowed: %s)" % (",".join(unknown), ",".join(ALL_BACKENDS)))
     if a.json and not os.path.isdir(os.path.dirname(os.path.abspath(a.json))):
         p.error("--json %s: its folder does not exist (name a file in an existing folder)"
                 % a.json)

@@ -21,7 +21,10 @@ import pytest
 
 from conftest import unavailable
 from recipe import REPO_ROOT
-from recipe.bench_emulated import DEFAULT_CASES, MEASUREMENTS
+from recipe.bench_emulated import BACKENDS, DEFAULT_CASES, MEASUREMENTS
+
+# what a run with the default --backends counts
+DEFAULT_MEASUREMENTS = [m for m in MEASUREMENTS if m[0] in BACKENDS]
 
 TINY = ("tiny-48x12-k3", 48, 12, 3, 1, 1)
 CPU = "neoverse-n1"
@@ -71,7 +74,7 @@ def tiny(aarch64_torch, counting_qemu, tmp_path_factory):
 @pytest.mark.slow  # the qemu build with plugins costs ~15 min cold (CI cannot keep it)
 def test_every_backend_is_counted_and_runs_what_it_claims(tiny):
     rows, _ = tiny
-    assert sorted(rows) == sorted((b, l) for b, _, _, l in MEASUREMENTS)
+    assert sorted(rows) == sorted((b, l) for b, _, _, l in DEFAULT_MEASUREMENTS)
     C = TINY[1]
     for (backend, layout), r in rows.items():
         assert r["out_elems"] == C * 12 * 12
@@ -134,6 +137,36 @@ def test_the_oneDNN_that_runs_follows_the_cpu_model(tiny):
         assert "sve" not in impl, impl
 
 
+@pytest.fixture(scope="module")
+def tiny_cuda_era(aarch64_torch, counting_qemu, tmp_path_factory):
+    """TINY under the CUDA-era wheel (torch 2.14.1+cu130, its oneDNN) and the native kernel."""
+    from recipe import bench_emulated as be
+    from tests.harness.emulation import EmulationError
+    try:
+        rows = be.measure([TINY], CPU, backends=("native", "native-fp16", "onednn-2.14",
+                                                 "onednn-2.14-fp16"),
+                          workdir=str(tmp_path_factory.mktemp("run-cu130")))
+    except EmulationError as e:
+        unavailable("torch 2.14.1+cu130 aarch64 and its CUDA runtime wheels under qemu", e)
+    return {(r["backend"], r["layout"]): r for r in rows}
+
+
+@pytest.mark.slow  # 3.1 GB of CUDA 13 wheels (cached), each guest `import torch` ~1 min
+def test_the_cuda_era_wheels_onednn_is_counted_as_one_call_of_its_own(tiny_cuda_era):
+    rows = tiny_cuda_era
+    for dtype_backend, tolerance in (("onednn-2.14", 1e-5), ("onednn-2.14-fp16", 1e-2)):
+        for layout in ("nchw", "channels_last"):
+            r = rows[(dtype_backend, layout)]
+            assert r["torch"] == "2.14.1+cu130", r
+            assert r["ops"].get("aten::mkldnn_convolution") == 1, r["ops"]
+            assert "aten::thnn_conv2d" not in r["ops"], r["ops"]
+            assert len(r["onednn_impl"]) == 1 and "sve" not in r["onednn_impl"][0], r
+            assert r["max_rel_err"] < tolerance, r
+            assert r["per_call"]["insns"] > 1000, r
+    # the native rows of the same run come from the rootfs's 2.6.0, as in a plain run
+    assert rows[("native", "nchw")]["torch"].startswith("2.6.0"), rows[("native", "nchw")]
+
+
 # The issue's targets, on the default subset's geomean AND on the 384x56x56 case. Two are
 # not met (measured, README "Performance on aarch64 without a board"): strict xfails, so that
 # a kernel that starts meeting them turns this red until the README and these marks change.
@@ -158,7 +191,7 @@ def suite_subset(aarch64_torch, counting_qemu, tmp_path_factory):
                   timeout=4 * 3600)
     assert r.returncode == 0, r.stderr[-3000:]
     data = json.loads(out.read_text())
-    assert len(data["results"]) == len(DEFAULT_CASES) * len(MEASUREMENTS)
+    assert len(data["results"]) == len(DEFAULT_CASES) * len(DEFAULT_MEASUREMENTS)
     return data
 
 
