@@ -31,7 +31,11 @@
 // sliding-window row micro-kernel (slide_block: 12 (512-bit vectors) or 8 output
 // pixels in registers, each input vector loaded once per kernel row and reused for
 // all KW taps, KW weight vectors hoisted per kernel row, compile-time unrolled);
-// other shapes use px_block (8 pixels, one weight load per 8 FMAs). In the
+// other shapes use px_block (8 pixels, one weight load per 8 FMAs). On NEON
+// (32 vector registers) the channels-last direct engine's fp32 3x3 stride-1 case
+// takes a column sweep instead (sweep3_rows: 4 output rows x one channel vector,
+// 9 weights in registers, one input load per column per row; 9.01 -> 4.01
+// instructions per output on 384x56x56 under qemu -cpu neoverse-n1). In the
 // channels-last direct engine the partial last vector (C % L != 0) of interior
 // pixels also takes slide_block (masked loads / stores, any of those KW).
 // grad_input is the gather form of the transposed conv (no atomics, no zero
