@@ -39,6 +39,10 @@ CASES = [
     (2, 3, 4, 11, 13, (11, 11), (3, 1), (5, 7), (1, 1)),  # k 11, pad > k/2
     (1, 40, 1, 9, 33, (3, 3), (1, 1), (1, 1), (3, 3)),    # more channels than a vector
     (1, 384, 1, 56, 56, (3, 3), (1, 1), (1, 1), (1, 1)),  # the original report's layer
+    # 3x3 stride-1 channels-last column sweep: no padding (5 rows: a band of 4 + an
+    # overlapping one of 2), padding 2 (border columns, zero rows), batch 2
+    (2, 8, 1, 7, 6, (3, 3), (1, 1), (0, 0), (1, 1)),
+    (1, 12, 1, 10, 11, (3, 3), (1, 1), (2, 2), (1, 1)),
 ]
 BACKWARD_CASES = [CASES[1], CASES[3], CASES[5]]
 
