@@ -77,6 +77,7 @@ def venv_jp5(emulation, request):
     if not os.path.exists(done):
         tmp = venv + ".tmp-%d" % os.getpid()
         shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(os.path.dirname(venv), exist_ok=True)  # a cold cache has no jp5-addon/ yet
         binds = [os.path.dirname(venv), os.path.dirname(wheels[0])]
         r = emulation.run(["/usr/bin/python3", "-m", "venv", "--without-pip", tmp], binds=binds,
                           timeout=900)
