@@ -18,8 +18,9 @@ default, ``--cases all`` for every one), batch 1, and each backend
   (``groups`` x ``thnn_conv2d`` + ``cat``), NCHW;
 * ``onednn-2.14`` / ``onednn-2.14-fp16`` (opt-in with ``--backends``) -- ``F.conv2d`` as
   the CUDA-era official aarch64 wheel, torch 2.14.1+cu130 (what JetPack 7 users get from
-  pip), runs it on the CPU: its newer oneDNN has its own ASIMD JIT depthwise kernel, the
-  strongest ARM anchor there is; fp32 and fp16, NCHW and NHWC. The wheel and its CUDA runtime
+  pip), runs it on the CPU, fp32 and fp16, NCHW and NHWC: the newest oneDNN we can run (it has
+  an ASIMD JIT depthwise kernel of its own, but measured under neoverse-n1 it still hands
+  every case to ACL: ``depthwise_convolution:acl``, recorded per row). The wheel and its CUDA runtime
   wheels (3.1 GB, pinned) come from tests/harness/emulation_cuda.py, which also supplies the
   ARM ``/proc/cpuinfo`` that torch 2.14's cpuinfo needs under qemu 7.2 (bind-mounted in a
   private mount namespace around the counting qemu: root, as for that harness);
@@ -443,7 +444,7 @@ def build_parser():
                         "3.1 GB, once)" % ",".join(ALL_BACKENDS))
     p.add_argument("--reps", type=int, default=REPS, help="counted calls per measurement")
     p.add_argument("--jobs", type=int, default=None,
-                   help="guest processes at a time (default: one per CPU; at most 3)")
+                   help="guest processes at a time (default: one per CPU; at most 4)")
     p.add_argument("--json", metavar="OUT", help="write all results as JSON")
     return p
 
