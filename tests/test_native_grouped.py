@@ -75,6 +75,8 @@ def forward_cases(count=36, seed=20261125):
         dict(n=3, g=2, cg=4, og=2, h=1, w=1, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1)),    # 1x1, padded
         dict(n=1, g=3, cg=20, og=80, h=7, w=9, k=(1, 1), s=(1, 1), p=(0, 0), d=(1, 1)),   # grouped 1x1
         dict(n=2, g=8, cg=12, og=48, h=5, w=5, k=(1, 1), s=(2, 2), p=(0, 0), d=(1, 1)),   # 1x1, stride 2
+        dict(n=3, g=8, cg=48, og=12, h=4, w=6, k=(1, 1), s=(1, 1), p=(0, 0), d=(1, 1)),   # 1x1, partial vectors
+        dict(n=2, g=2, cg=16, og=5, h=3, w=3, k=(1, 1), s=(1, 1), p=(0, 0), d=(1, 1)),    # 1x1, few outputs
         dict(n=1, g=32, cg=4, og=4, h=13, w=11, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1)),  # ResNeXt
         dict(n=2, g=4, cg=16, og=16, h=9, w=9, k=(3, 3), s=(2, 2), p=(1, 1), d=(1, 1)),   # RegNet s2
         dict(n=1, g=2, cg=24, og=64, h=11, w=11, k=(5, 5), s=(1, 1), p=(2, 2), d=(1, 1)),  # AlexNet
@@ -129,10 +131,12 @@ def test_the_shape_space_covers_every_range_of_the_spec():
 
 
 # The kernel has two engines (positions or output channels in the vector lanes), chosen
-# per conv; the test hook PYTORCH_NATIVE_GCONV_ENGINE forces one, so both see every case.
+# per conv, and an in-place path for channels-last 1x1 stride-1 convs; the test hook
+# PYTORCH_NATIVE_GCONV_ENGINE forces one ("direct": wherever the conv allows it, even where
+# the automatic choice would not take it), so each sees every case it can run.
 # Default tier: the automatic choice in every dtype, each forced engine in fp32 (the engines'
 # code is the same template for every dtype); slow tier: each forced engine in every dtype.
-ENGINES = ["auto", "planar", "channel"]
+ENGINES = ["auto", "planar", "channel", "direct"]
 DTYPE_IDS = {torch.float64: "float64", torch.float32: "float32", torch.float16: "float16",
              torch.bfloat16: "bfloat16"}
 
@@ -207,8 +211,12 @@ class NativeGrouped(torch.autograd.Function):
     def backward(ctx, grad_out):
         x, w = ctx.saved_tensors
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
+        # grad_output in the input's layout: a channels-last grad_input of a 1x1 conv takes
+        # the in-place path too.
+        cl = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        fmt = torch.channels_last if cl else torch.contiguous_format
         gi, gw, gb = torch.ops.native_gconv.grouped_conv2d_backward(
-            grad_out.contiguous(), x, w, *ctx.conv_args, mask)
+            grad_out.contiguous(memory_format=fmt), x, w, *ctx.conv_args, mask)
         return gi, gw, gb, None, None, None, None
 
 
@@ -219,6 +227,7 @@ BACKWARD_CASES = [
     dict(n=1, g=4, cg=1, og=2, h=1, w=1, k=(3, 3), s=(1, 1), p=(1, 1), d=(1, 1)),
     dict(n=1, g=2, cg=4, og=3, h=4, w=4, k=(1, 1), s=(2, 2), p=(0, 0), d=(1, 1)),
     dict(n=1, g=2, cg=2, og=2, h=9, w=9, k=(2, 2), s=(3, 3), p=(0, 1), d=(1, 1)),
+    dict(n=2, g=3, cg=4, og=10, h=3, w=5, k=(1, 1), s=(1, 1), p=(0, 0), d=(1, 1)),
 ]
 
 

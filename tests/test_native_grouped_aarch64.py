@@ -56,7 +56,7 @@ def reference(x, w, b, s, p, d, g):
 
 for n, g, cg, og, h, w, k, s, p, d in CASES:
     x0, w0, b0 = torch.randn(n, g * cg, h, w), torch.randn(g * og, cg, *k), torch.randn(g * og)
-    for engine in ("planar", "channel"):
+    for engine in ("planar", "channel", "direct"):
         os.environ["PYTORCH_NATIVE_GCONV_ENGINE"] = engine
         for dtype in ("float32", "float16", "bfloat16", "float64"):
             dt = getattr(torch, dtype)
@@ -118,7 +118,7 @@ def test_the_patched_tree_holds_the_same_kernel_sources(patched_source_tree):
 
 def test_neon_grouped_kernel_matches_float64_on_aarch64(results):
     rows = results["forward"]
-    assert len(rows) == len(CASES) * 2 * 4 * 2
+    assert len(rows) == len(CASES) * 3 * 4 * 2
     failures = ["%s %s %s %s: %s" % (case, engine, dtype, "CL" if cl else "NCHW",
                                      "wrong shape/dtype/format" if not ok else "error %.3g" % err)
                 for case, engine, dtype, cl, ok, err in rows

@@ -34,6 +34,13 @@
 //      channels-last (see by_channel in flat_conv).
 //    Weights are repacked once per task's groups ([block][step][lanes], L x L
 //    transposes), the bias folded into the accumulators' start.
+//  * In-place 1x1 (direct_conv): channels-last, 1x1, stride 1, no padding, every pixel of
+//    the batch at one stride on both sides: no planes (packing them cost as much as the
+//    few FMAs per input value of a grouped 1x1). Per group a GEMM over pixels with the
+//    chan_block product (direct_block): P pixels x V vectors of output channels, inputs
+//    broadcast straight from the source pixels, results stored into the channels-last
+//    output, masked where the group's channels leave the last vector partly empty. Tasks
+//    are (pixel chunk, block of groups); grad_input of such a conv takes it too.
 // grad_input is the same engine run on grad_output, once per stride phase of
 // the input (rows rh + SH*j, columns rw + SW*i): each phase is a stride-1
 // correlation of grad_output with the taps that reach it, weights read
@@ -47,8 +54,8 @@
 // Memory: forward allocates no tensor but its output; per thread it uses the
 // band's planes and results (~kBandBytes) and the task's groups' weights in the
 // accumulation type (at most the group block's share of the weight tensor).
-// Test / benchmark hook: PYTORCH_NATIVE_GCONV_ENGINE=planar|channel forces a
-// micro-kernel family (read at every call).
+// Test / benchmark hook: PYTORCH_NATIVE_GCONV_ENGINE=planar|channel|direct forces a
+// micro-kernel family or the in-place 1x1 path where the conv allows it (read at every call).
 
 #define TORCH_ASSERT_ONLY_METHOD_OPERATORS
 #include <ATen/native/GroupedConv2dNative.h>
@@ -559,6 +566,74 @@ chan_fn<acc_t> pick_chan(int v, int p) {
   }
 }
 
+// ---------------------------------------------------------------------------
+// Micro-kernel of the in-place 1x1 path (channels-last, stride 1, no padding):
+//   out[p*ps + c] (p < P, c < V*L) = init[c] + sum_s x[p*xs + s] * w[s][c]
+// the chan_block product, the inputs broadcast straight from the source pixels (xs =
+// the pixel stride) instead of planes; the last vector stores `tail` lanes only (a
+// group's channels need not fill it: the next group's start is not overwritten).
+// ---------------------------------------------------------------------------
+template <typename scalar_t, typename acc_t>
+using direct_fn = void (*)(const scalar_t* x, int64_t xs, int64_t nsteps, const acc_t* w,
+                           const acc_t* init, acc_t* out, int64_t ps, int tail);
+
+template <typename scalar_t, typename acc_t, int P, int V>
+void direct_block(const scalar_t* x, int64_t xs, int64_t nsteps, const acc_t* w,
+                  const acc_t* init, acc_t* out, int64_t ps, int tail) {
+  using AV = Vec<acc_t>;
+  constexpr int64_t L = AV::size();
+  AV acc[P][V];
+  GCONV_UNROLL
+  for (int v = 0; v < V; ++v) {
+    const AV v0 = init ? AV::loadu(init + v * L) : AV(acc_t(0));
+    GCONV_UNROLL
+    for (int p = 0; p < P; ++p) acc[p][v] = v0;
+  }
+  for (int64_t s = 0; s < nsteps; ++s) {
+    const scalar_t* xp = x + s;
+    const acc_t* ws = w + s * V * L;
+    AV wv[V];
+    GCONV_UNROLL
+    for (int v = 0; v < V; ++v) wv[v] = AV::loadu(ws + v * L);
+    GCONV_UNROLL
+    for (int p = 0; p < P; ++p) {
+      const AV xb(static_cast<acc_t>(xp[p * xs]));
+      GCONV_UNROLL
+      for (int v = 0; v < V; ++v) acc[p][v] = at::vec::fmadd(wv[v], xb, acc[p][v]);
+    }
+  }
+  GCONV_UNROLL
+  for (int p = 0; p < P; ++p) {
+    GCONV_UNROLL
+    for (int v = 0; v + 1 < V; ++v) acc[p][v].store(out + p * ps + v * L);
+    if (tail == L) {
+      acc[p][V - 1].store(out + p * ps + (V - 1) * L);
+    } else {
+      acc[p][V - 1].store(out + p * ps + (V - 1) * L, tail);
+    }
+  }
+}
+
+template <typename scalar_t, typename acc_t, int V, int P>
+direct_fn<scalar_t, acc_t> pick_direct_p(int p) {
+  if constexpr (P == 0) {
+    return nullptr;
+  } else {
+    if (p == P) return &direct_block<scalar_t, acc_t, P, V>;
+    return pick_direct_p<scalar_t, acc_t, V, P - 1>(p);
+  }
+}
+
+template <typename scalar_t, typename acc_t, int V = kMaxV>
+direct_fn<scalar_t, acc_t> pick_direct(int v, int p) {
+  if constexpr (V == 0) {
+    return nullptr;
+  } else {
+    if (v == V) return pick_direct_p<scalar_t, acc_t, V, max_p(V)>(std::min(p, max_p(V)));
+    return pick_direct<scalar_t, acc_t, V - 1>(v, p);
+  }
+}
+
 // Output channels of a group split into `n` blocks of at most `max_size` units, as
 // equal as possible: all but the last of size `size`.
 struct Blocks {
@@ -667,6 +742,90 @@ void pack_weight_block(const scalar_t* wr, int64_t s_oc, const std::vector<int64
   }
 }
 
+// Channels-last 1x1, stride 1, no padding, source and destination pixels in one
+// uniform stride over the whole batch (sp, dp): per group a GEMM [pixels x CinJ] x
+// [CinJ x OGJ] read and written in place, no planes (packing them would cost as much as
+// the few FMAs per input value of a grouped 1x1). Tasks are (pixel chunk, block of
+// groups); inside one, group by group over the chunk, so a group's weights are re-read
+// from L1 and the chunk's pixels (all groups' channels) stay in L2.
+template <typename scalar_t>
+void direct_conv(const scalar_t* src, int64_t sp, scalar_t* dst, int64_t dp, int64_t npix,
+                 int64_t G, int64_t CinJ, int64_t OGJ, const at::opmath_type<scalar_t>* bias,
+                 const WeightView<scalar_t>& wv, const std::vector<int64_t>& koff, bool unit) {
+  using acc_t = at::opmath_type<scalar_t>;
+  constexpr int64_t L = Vec<acc_t>::size();
+  const int64_t K = CinJ;
+  const int64_t nvec = div_ceil(OGJ, L);
+  // Blocks of at most kDirectV vectors: the most FMAs per step in the registers (32: 4 x 6,
+  // 3 x 8, 2 x 12 are all 24; 16: 2 x 5 = 10 beats 3 x 3 and 4 x 2).
+  constexpr int kDirectV = kVecRegs == 32 ? kMaxV : 2;
+  const Blocks ob = split(nvec, kDirectV);
+  const int64_t ob_width = ob.size * L;
+  const int64_t wg_size = ob.n * ob_width * K;
+  // All groups' weights, packed once for every task ([group][block][step][lanes]).
+  std::vector<acc_t> wpk(G * wg_size);
+  at::parallel_for(0, G, 1, [&](int64_t g0, int64_t g1) {
+    for (int64_t grp = g0; grp < g1; ++grp)
+      for (int64_t b = 0; b < ob.n; ++b) {
+        const int64_t c0 = b * ob_width;
+        pack_weight_block<scalar_t, acc_t>(wv.p + grp * wv.s_group + c0 * wv.s_oc, wv.s_oc, koff,
+                                           unit, ob.len(b, nvec) * L, OGJ - c0,
+                                           wpk.data() + grp * wg_size + c0 * K);
+      }
+  });
+  std::vector<acc_t> bias_blocks;
+  if (bias) {
+    bias_blocks.assign(G * ob.n * ob_width, acc_t(0));
+    for (int64_t grp = 0; grp < G; ++grp)
+      for (int64_t c = 0; c < OGJ; ++c) bias_blocks[grp * ob.n * ob_width + c] = bias[grp * OGJ + c];
+  }
+  // Chunk: its pixels' channels of the task's groups (source + destination) in ~L2/2;
+  // fewer groups per task where that leaves under 64 pixels; then enough tasks.
+  constexpr int64_t kChunkBytes = 256 * 1024;
+  auto chunk_of = [&](int64_t groups) {
+    return clamp64(kChunkBytes / (groups * (CinJ + OGJ) * int64_t(sizeof(acc_t))), 16, npix);
+  };
+  int64_t gb = G;
+  while (gb > 1 && chunk_of(gb) < std::min<int64_t>(64, npix)) gb = div_ceil(gb, 2);
+  const int64_t ngb = div_ceil(G, gb);
+  int64_t M = chunk_of(gb);
+  const int64_t want_tasks = 4 * at::get_num_threads();
+  if (ngb * div_ceil(npix, M) < want_tasks)
+    M = std::max<int64_t>(16, div_ceil(npix, div_ceil(want_tasks, ngb)));
+  const int64_t pmax = max_p(static_cast<int>(ob.size));
+  M = std::min(round_up(M, pmax), npix);  // whole register blocks but the last
+  const int64_t nchunks = div_ceil(npix, M);
+
+  at::parallel_for(0, nchunks * ngb, 1, [&](int64_t begin, int64_t end) {
+    std::vector<acc_t> results(std::is_same_v<scalar_t, acc_t> ? 0 : max_p(1) * ob_width);
+    for (int64_t task = begin; task < end; ++task) {
+      const int64_t pix0 = (task / ngb) * M, npx = std::min(M, npix - pix0);
+      const int64_t g0 = (task % ngb) * gb, g1 = std::min(G, g0 + gb);
+      for (int64_t grp = g0; grp < g1; ++grp) {
+        for (int64_t b = 0; b < ob.n; ++b) {
+          const int64_t nv = ob.len(b, nvec), c0 = b * ob_width;
+          const int64_t nc = std::min(nv * L, OGJ - c0);  // real channels of the block
+          const acc_t* w = wpk.data() + grp * wg_size + c0 * K;
+          const acc_t* init = bias ? bias_blocks.data() + grp * ob.n * ob_width + c0 : nullptr;
+          const int tail = static_cast<int>(nc - (nv - 1) * L);
+          for (int64_t q = pix0; q < pix0 + npx; q += pmax) {
+            const int np = static_cast<int>(std::min(pmax, pix0 + npx - q));
+            const auto fn = pick_direct<scalar_t, acc_t>(static_cast<int>(nv), np);
+            const scalar_t* x = src + q * sp + grp * CinJ;
+            scalar_t* d = dst + q * dp + grp * OGJ + c0;
+            if constexpr (std::is_same_v<scalar_t, acc_t>) {
+              fn(x, sp, K, w, init, d, dp, tail);
+            } else {
+              fn(x, sp, K, w, init, results.data(), nv * L, static_cast<int>(L));
+              store_channel_block<scalar_t, acc_t>(results.data(), nv * L, np, nc, d, 1, dp);
+            }
+          }
+        }
+      }
+    }
+  });
+}
+
 // Runs `job` for every image and group: dst(n, g*OGJ + oc) = sum over the group's
 // CinJ source channels and the taps of weight(g, oc, ic, tap) * planes, + bias.
 template <typename scalar_t>
@@ -690,6 +849,31 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
     }
 
   const bool src_cl = src_t.stride(1) == 1, dst_cl = dst_t.stride(1) == 1;
+  // Test / benchmark hook: PYTORCH_NATIVE_GCONV_ENGINE=planar|channel|direct forces an engine
+  // (direct where the conv allows it, else the automatic choice).
+  const char* engine = std::getenv("PYTORCH_NATIVE_GCONV_ENGINE");
+  const bool forced = engine && (std::strcmp(engine, "planar") == 0 ||
+                                 std::strcmp(engine, "channel") == 0);
+  // In-place 1x1: one tap at offset 0 (1x1, stride 1, no padding: the job's map is the
+  // source's and the destination's), every pixel of the batch at one stride on both
+  // sides (channels-last, densely laid out), group outputs mostly filling their vectors.
+  auto flat_pixels = [](const Tensor& t) {
+    return t.stride(1) == 1 && t.stride(2) == t.size(3) * t.stride(3) &&
+           (t.size(0) == 1 || t.stride(0) == t.size(2) * t.stride(2));
+  };
+  const bool direct_ok = nph == 1 && T == 1 && job.taps[0].off == 0 && job.r_origin == 0 &&
+                         job.c_origin == 0 && job.dr0 == 0 && job.dc0 == 0 && job.DSH == 1 &&
+                         job.DSW == 1 && job.rows == src_t.size(2) &&
+                         job.cols == src_t.size(3) && job.rows == dst_t.size(2) &&
+                         job.cols == dst_t.size(3) && flat_pixels(src_t) && flat_pixels(dst_t);
+  const bool direct = direct_ok && !forced &&
+                      ((engine && std::strcmp(engine, "direct") == 0) ||
+                       5 * OGJ >= 3 * round_up(OGJ, L));
+  if (direct) {
+    direct_conv<scalar_t>(src_base, src_t.stride(3), dst_base, dst_t.stride(3),
+                          N * job.rows * job.cols, G, CinJ, OGJ, bias, wv, koff, unit);
+    return;
+  }
   // Results straight from the channel-vector micro-kernel (output channels in the
   // lanes, output rows walked without the dropped columns) when the group's output
   // channels fill whole vectors, mostly, and a block's weights stay in L1 (they are
@@ -701,8 +885,7 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
                     K * std::min(round_up(OGJ, L), kMaxV * L) * int64_t(sizeof(acc_t)) <=
                         40 * 1024 &&
                     (job.cols <= 16 || (dst_cl && OGJ > L));
-  // Test / benchmark hook: PYTORCH_NATIVE_GCONV_ENGINE=planar|channel forces an engine.
-  if (const char* engine = std::getenv("PYTORCH_NATIVE_GCONV_ENGINE")) {
+  if (engine) {
     if (std::strcmp(engine, "planar") == 0) by_channel = false;
     if (std::strcmp(engine, "channel") == 0) by_channel = true;
   }
