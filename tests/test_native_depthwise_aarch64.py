@@ -43,7 +43,20 @@ CASES = [
     # overlapping one of 2), padding 2 (border columns, zero rows), batch 2
     (2, 8, 1, 7, 6, (3, 3), (1, 1), (0, 0), (1, 1)),
     (1, 12, 1, 10, 11, (3, 3), (1, 1), (2, 2), (1, 1)),
+    # ... pad 1 (pad columns as steps without input), two fp16 vectors, no bias
+    (1, 16, 1, 10, 9, (3, 3), (1, 1), (1, 1), (1, 1)),
+    # 3x3 stride-2 column sweep: no padding, even width, no bias; padding 2 (zero rows,
+    # border columns, odd width, overlapping last band), batch 2; CASES[2] has pad 1
+    (1, 16, 1, 12, 14, (3, 3), (2, 2), (0, 0), (1, 1)),
+    (2, 8, 1, 20, 21, (3, 3), (2, 2), (2, 2), (1, 1)),
+    # 5x5 / 7x7 stride-1 sweep (pad columns and zero rows, last band overlapping): 21 rows
+    # in bands of 4; 28 rows in bands of 3, batch 2, no bias; no padding, 5 rows
+    (1, 16, 1, 21, 19, (5, 5), (1, 1), (2, 2), (1, 1)),
+    (2, 8, 1, 28, 27, (7, 7), (1, 1), (3, 3), (1, 1)),
+    (1, 8, 1, 9, 12, (5, 5), (1, 1), (0, 0), (1, 1)),
 ]
+# Cases run without bias (the sweeps add the bias at the store, or not at all).
+NO_BIAS = [10, 11, 14]
 BACKWARD_CASES = [CASES[1], CASES[3], CASES[5]]
 
 # qemu -cpu models (QEMU_CPU): without and with ARMv8.2-A fp16 arithmetic (asimdhp).
@@ -66,16 +79,18 @@ out = {"capability": torch.ops.torch_grouped_conv.cpu_capability(),
 def err(y, ref):
     return ((y.double() - ref).abs().max() / ref.abs().max().clamp_min(1e-30)).item()
 
-for n, c, m, h, w, k, s, p, d in CASES:
+for i, (n, c, m, h, w, k, s, p, d) in enumerate(CASES):
     x0, w0, b0 = torch.randn(n, c, h, w), torch.randn(c * m, 1, *k), torch.randn(c * m)
+    with_bias = i not in NO_BIAS
     for dtype in DTYPES:
         dt = getattr(torch, dtype)
         for cl in (False, True):
-            x, wt, b = x0.to(dt), w0.to(dt), b0.to(dt)
+            x, wt, b = x0.to(dt), w0.to(dt), b0.to(dt) if with_bias else None
             if cl:
                 x = x.contiguous(memory_format=torch.channels_last)
             y = torch.ops.aten._conv_depthwise2d(x, wt, list(k), b, list(s), list(p), list(d))
-            ref = F.conv2d(x.double(), wt.double(), b.double(), s, p, d, groups=c)
+            ref = F.conv2d(x.double(), wt.double(), b.double() if with_bias else None, s, p, d,
+                           groups=c)
             ok_shape = list(y.shape) == list(ref.shape) and y.dtype == dt
             out["forward"].append([[n, c, m, h, w, k, s, p, d], dtype, cl, ok_shape, err(y, ref),
                                    y.float().sum().item()])
@@ -128,7 +143,8 @@ print("RESULT " + json.dumps(out))
 
 def _run(aarch64_addon, dtypes, cpu, capability=None):
     code = (textwrap.dedent(SCRIPT).replace("DTYPES", repr(dtypes))
-            .replace("BACKWARD_CASES", repr(BACKWARD_CASES)).replace("CASES", repr(CASES)))
+            .replace("BACKWARD_CASES", repr(BACKWARD_CASES)).replace("NO_BIAS", repr(NO_BIAS))
+            .replace("CASES", repr(CASES)))
     # qemu-user reads its CPU model from QEMU_CPU (binfmt and -L modes alike).
     env = {"QEMU_CPU": cpu}
     if capability:

@@ -32,10 +32,11 @@
 // pixels in registers, each input vector loaded once per kernel row and reused for
 // all KW taps, KW weight vectors hoisted per kernel row, compile-time unrolled);
 // other shapes use px_block (8 pixels, one weight load per 8 FMAs). On NEON
-// (32 vector registers) the channels-last direct engine's fp32 3x3 stride-1 case
-// takes a column sweep instead (sweep3_rows: 4 output rows x one channel vector,
-// 9 weights in registers, one input load per column per row; 9.01 -> 4.01
-// instructions per output on 384x56x56 under qemu -cpu neoverse-n1). In the
+// (32 vector registers) the channels-last direct engine's 3x3 stride-1 and
+// stride-2 cases, fp32 and fp16 with fp16 arithmetic, take column sweeps instead
+// (sweep3_rows / sweep3s2_rows: 4 output rows x one channel vector, 9 weights in
+// registers, each input column loaded once per band; fp32 3x3 stride 1: 9.01 ->
+// 4.01 instructions per output on 384x56x56 under qemu -cpu neoverse-n1). In the
 // channels-last direct engine the partial last vector (C % L != 0) of interior
 // pixels also takes slide_block (masked loads / stores, any of those KW).
 // grad_input is the gather form of the transposed conv (no atomics, no zero
@@ -181,6 +182,7 @@ struct HalfVec {
   }
 };
 inline HalfVec operator+(const HalfVec& a, const HalfVec& b) { return vaddq_f16(a.values, b.values); }
+inline HalfVec operator*(const HalfVec& a, const HalfVec& b) { return vmulq_f16(a.values, b.values); }
 inline HalfVec vfmadd(const HalfVec& a, const HalfVec& b, const HalfVec& c) {
   return vfmaq_f16(c.values, a.values, b.values);  // c + a * b, one rounding
 }
@@ -1222,17 +1224,24 @@ inline void cl_pixel_checked(const scalar_t* in_row0, int64_t iH, int64_t iW, in
 }
 
 // ---------------------------------------------------------------------------
-// 3x3, stride 1, dilation 1, fp32, channels-last: column sweep (NEON builds).
-// R output rows x one channel vector, swept along the row: each step loads one
-// input column (R + 2 vectors, once) and feeds the three output columns that read
-// it (kw = 0, 1, 2); the 3R accumulators rotate over three register sets, the 9
-// weight vectors stay in registers for the whole row: 9 FMAs per (R + 2) / R loads,
-// no per-tap address arithmetic (px_block: one load per FMA). Needs 3R + 11 vector
-// registers, so it is enabled where there are 32 (NEON); x86 keeps px_run.
-// Rows outside the image read a zero row; with PW == 1 the pad columns are steps
-// without input. Per output the taps are summed column by column (kw outer).
+// 3x3, dilation 1, stride 1 or 2, channels-last, fp32 and fp16 with fp16
+// arithmetic: column sweeps (NEON builds).
+// R output rows x one channel vector, swept along the row one input column at a
+// time: each input column's vectors are loaded once and feed every output column
+// that reads them (stride 1: kw = 0, 1, 2 of three output columns; stride 2: the
+// even columns kw 0 of one output column and kw 2 of the previous one, the odd
+// columns kw 1); the accumulators rotate over three (stride 1) or two (stride 2)
+// register sets, unrolled so no set is copied; the 9 weight vectors stay in
+// registers for the whole row: 9 FMAs per output vector, (R + 2) / R (stride 1) or
+// 2 (2R + 1) / R (stride 2) loads, no per-tap address arithmetic (px_block: one
+// load per FMA). Needs 3R + 11 / 2R + 11 vector registers, so it is enabled where
+// there are 32 (NEON) and Vectorized<float> is one register; x86 keeps px_run.
+// Rows outside the image read a zero row; at stride 1 with PW == 1 the pad
+// columns are steps without input, otherwise the border columns are computed
+// bounds-checked. Per output the taps are summed column by column (kw outer).
 // ---------------------------------------------------------------------------
-#if defined(__aarch64__) && !defined(CPU_CAPABILITY_SVE) && !defined(CPU_CAPABILITY_SVE256)
+#if defined(__aarch64__) && !defined(CPU_CAPABILITY_SVE) && !defined(CPU_CAPABILITY_SVE256) && \
+    DWCONV_NEON_VEC128
 #define DWCONV_SWEEP3 1
 #else
 #define DWCONV_SWEEP3 0
@@ -1256,18 +1265,45 @@ DWCONV_AINL inline void static_for_ai(F&& f) {
   static_for_ai_impl(std::forward<F>(f), std::make_index_sequence<N>{});
 }
 
-template <int R>
-inline void sweep3_rows(const float* const* ipp, float* const* opp, int64_t iW, int64_t oW,
-                        const float* w, const float* bias, int64_t n, bool zero_edges) {
-  using AV = Vec<float>;
+// GCC's first scheduling pass hoists loads ahead of the FMAs that use them, past
+// what 32 registers hold: the K x K sweep then spills (5x5: 83 stores per 20 output
+// vectors instead of 20) and the 3x3 stride-1 one copies accumulators (12 moves per
+// 48 outputs instead of 8). Those two are compiled on their source order (the
+// stride-2 sweep is better with the pass: 139 instead of 147 per 32 outputs).
+#if defined(__GNUC__) && !defined(__clang__)
+#define DWCONV_SOURCE_ORDER_BEGIN \
+  _Pragma("GCC push_options") _Pragma("GCC optimize(\"no-schedule-insns\")")
+#define DWCONV_SOURCE_ORDER_END _Pragma("GCC pop_options")
+#else
+#define DWCONV_SOURCE_ORDER_BEGIN
+#define DWCONV_SOURCE_ORDER_END
+#endif
+
+// The first tap multiplies (FMUL) and the bias is added at the store: NEON's FMLA
+// overwrites its addend, so starting from the bias would copy it into every new
+// accumulator, and those copies also keep GCC from keeping each register set in place.
+template <bool HB, typename V>
+DWCONV_AINL inline V with_bias(const V& acc, const V& bv) {
+  if constexpr (HB) return acc + bv;
+  else return acc;
+}
+
+DWCONV_SOURCE_ORDER_BEGIN
+// Stride 1. ipp[i]: input row i of the band (R + 2 rows) at the sweep's first input
+// column (zero_edges: one column before it, the pad), opp[r]: output row r at its
+// first column; n output columns.
+template <typename T, int R, bool HB>
+inline void sweep3_rows(const T* const* ipp, T* const* opp, int64_t iW, int64_t oW,
+                        const T* w, const T* bias, int64_t n, bool zero_edges) {
+  using AV = Vec<T>;
   // local copies: the vector stores may alias the caller's pointer arrays
-  const float* ip[R + 2];
-  float* op[R];
+  const T* ip[R + 2];
+  T* op[R];
   static_for_ai<R + 2>([&](auto i) DWCONV_AINL { ip[i] = ipp[i]; });
   static_for_ai<R>([&](auto r) DWCONV_AINL { op[r] = opp[r]; });
   AV wv[9];
   static_for_ai<9>([&](auto k) DWCONV_AINL { wv[k] = AV::loadu(w + k * AV::size()); });
-  const AV bv = AV::loadu(bias);
+  const AV bv = HB ? AV::loadu(bias) : AV(T(0));
   AV s0[R], s1[R], s2[R];
   const int64_t toff = zero_edges ? 1 : 0;  // step t reads input column t - toff
   // Step t: input column t feeds new column t (N, kw 0), t - 1 (M, kw 1), t - 2 (O, kw 2; stored).
@@ -1281,19 +1317,20 @@ inline void sweep3_rows(const float* const* ipp, float* const* opp, int64_t iW, 
         static_for_ai<3>([&](auto kh) DWCONV_AINL {
           constexpr int r = static_cast<int>(i) - static_cast<int>(kh);
           if constexpr (r >= 0 && r < R) {
-            if constexpr (HN) N[r] = vfmadd(x, wv[kh * 3], kh == 0 ? bv : N[r]);
+            if constexpr (HN && kh == 0) N[r] = x * wv[0];
+            if constexpr (HN && kh != 0) N[r] = vfmadd(x, wv[kh * 3], N[r]);
             if constexpr (HM) M[r] = vfmadd(x, wv[kh * 3 + 1], M[r]);
             if constexpr (HO) O[r] = vfmadd(x, wv[kh * 3 + 2], O[r]);
           }
         });
       });
     } else if constexpr (HN) {
-      static_for_ai<R>([&](auto r) DWCONV_AINL { N[r] = bv; });
+      static_for_ai<R>([&](auto r) DWCONV_AINL { N[r] = AV(T(0)); });
     }
-    if constexpr (HO) static_for_ai<R>([&](auto r) DWCONV_AINL { O[r].store(op[r] + (t - 2) * oW); });
+    if constexpr (HO) static_for_ai<R>([&](auto r) DWCONV_AINL { with_bias<HB>(O[r], bv).store(op[r] + (t - 2) * oW); });
   };
-  using T = std::true_type;
-  using F = std::false_type;
+  using T1 = std::true_type;
+  using F0 = std::false_type;
   // column c lives in set c % 3
   auto at_phase = [&](auto hn, auto hm, auto ho, auto hi, int64_t t) DWCONV_AINL {
     switch (t % 3) {
@@ -1302,84 +1339,248 @@ inline void sweep3_rows(const float* const* ipp, float* const* opp, int64_t iW, 
       default: step(hn, hm, ho, hi, s2, s1, s0, t); break;
     }
   };
-  if (zero_edges) step(T{}, F{}, F{}, F{}, s0, s2, s1, 0);
-  else step(T{}, F{}, F{}, T{}, s0, s2, s1, 0);
-  step(T{}, T{}, F{}, T{}, s1, s0, s2, 1);
+  if (zero_edges) step(T1{}, F0{}, F0{}, F0{}, s0, s2, s1, 0);
+  else step(T1{}, F0{}, F0{}, T1{}, s0, s2, s1, 0);
+  step(T1{}, T1{}, F0{}, T1{}, s1, s0, s2, 1);
   int64_t t = 2;
   for (; t + 3 <= n; t += 3) {
-    step(T{}, T{}, T{}, T{}, s2, s1, s0, t);
-    step(T{}, T{}, T{}, T{}, s0, s2, s1, t + 1);
-    step(T{}, T{}, T{}, T{}, s1, s0, s2, t + 2);
+    step(T1{}, T1{}, T1{}, T1{}, s2, s1, s0, t);
+    step(T1{}, T1{}, T1{}, T1{}, s0, s2, s1, t + 1);
+    step(T1{}, T1{}, T1{}, T1{}, s1, s0, s2, t + 2);
   }
-  for (; t < n; ++t) at_phase(T{}, T{}, T{}, T{}, t);
-  at_phase(F{}, T{}, T{}, T{}, n);
-  if (zero_edges) at_phase(F{}, F{}, T{}, F{}, n + 1);
-  else at_phase(F{}, F{}, T{}, T{}, n + 1);
+  for (; t < n; ++t) at_phase(T1{}, T1{}, T1{}, T1{}, t);
+  at_phase(F0{}, T1{}, T1{}, T1{}, n);
+  if (zero_edges) at_phase(F0{}, F0{}, T1{}, F0{}, n + 1);
+  else at_phase(F0{}, F0{}, T1{}, T1{}, n + 1);
 }
 
-// Whether forward_cl_sweep3 takes this conv (after use_cl_direct_engine).
-inline bool use_cl_sweep3(const Geo& g) {
-  if (!(g.KH == 3 && g.KW == 3 && g.SH == 1 && g.SW == 1 && g.DH == 1 && g.DW == 1)) return false;
-  if (g.C % Vec<float>::size() != 0 || g.OH < 2 || g.PW > 2 || g.PH > 2) return false;
+DWCONV_SOURCE_ORDER_END
+
+// Stride 2. ipp[i]: input row i of the band (2R + 1 rows) at the first output
+// column's tap kw = 0 (all n output columns are interior), opp[r] as above.
+template <typename T, int R, bool HB>
+inline void sweep3s2_rows(const T* const* ipp, T* const* opp, int64_t iW, int64_t oW,
+                          const T* w, const T* bias, int64_t n) {
+  using AV = Vec<T>;
+  constexpr int RI = 2 * R + 1;
+  const T* ip[RI];
+  T* op[R];
+  static_for_ai<RI>([&](auto i) DWCONV_AINL { ip[i] = ipp[i]; });
+  static_for_ai<R>([&](auto r) DWCONV_AINL { op[r] = opp[r]; });
+  AV wv[9];
+  static_for_ai<9>([&](auto k) DWCONV_AINL { wv[k] = AV::loadu(w + k * AV::size()); });
+  const AV bv = HB ? AV::loadu(bias) : AV(T(0));
+  AV sa[R], sb[R];
+  // Input column 2c: kw 0 of output column c (C, new), kw 2 of c - 1 (P, stored);
+  // input column 2c + 1: kw 1 of c. Output row r reads band rows 2r + kh.
+  auto column = [&](auto hc, auto hp, AV* C, AV* P, int64_t c) DWCONV_AINL {
+    constexpr bool HC = decltype(hc)::value, HP = decltype(hp)::value;
+    const int64_t xo = 2 * c * iW;
+    static_for_ai<RI>([&](auto i) DWCONV_AINL {
+      const AV x = AV::loadu(ip[i] + xo);
+      static_for_ai<3>([&](auto kh) DWCONV_AINL {
+        constexpr int d = static_cast<int>(i) - static_cast<int>(kh);
+        if constexpr (d >= 0 && d % 2 == 0 && d / 2 < R) {
+          constexpr int r = d / 2;
+          if constexpr (HC && kh == 0) C[r] = x * wv[0];
+          if constexpr (HC && kh != 0) C[r] = vfmadd(x, wv[kh * 3], C[r]);
+          if constexpr (HP) P[r] = vfmadd(x, wv[kh * 3 + 2], P[r]);
+        }
+      });
+    });
+    if constexpr (HP) static_for_ai<R>([&](auto r) DWCONV_AINL { with_bias<HB>(P[r], bv).store(op[r] + (c - 1) * oW); });
+    if constexpr (HC) {
+      static_for_ai<RI>([&](auto i) DWCONV_AINL {
+        const AV x = AV::loadu(ip[i] + xo + iW);
+        static_for_ai<3>([&](auto kh) DWCONV_AINL {
+          constexpr int d = static_cast<int>(i) - static_cast<int>(kh);
+          if constexpr (d >= 0 && d % 2 == 0 && d / 2 < R) C[d / 2] = vfmadd(x, wv[kh * 3 + 1], C[d / 2]);
+        });
+      });
+    }
+  };
+  using T1 = std::true_type;
+  using F0 = std::false_type;
+  column(T1{}, F0{}, sa, sb, 0);  // column c lives in set c % 2
+  int64_t c = 1;
+  for (; c + 2 <= n; c += 2) {
+    column(T1{}, T1{}, sb, sa, c);
+    column(T1{}, T1{}, sa, sb, c + 1);
+  }
+  if (c < n) {
+    column(T1{}, T1{}, sb, sa, c);
+    column(F0{}, T1{}, sa, sb, n);
+  } else {
+    column(F0{}, T1{}, sb, sa, n);
+  }
+}
+
+DWCONV_SOURCE_ORDER_BEGIN
+// K x K (K = 5, 7), stride 1. Unlike the 3x3 sweeps the K^2 weight vectors do not
+// fit in registers: the K output columns in flight stay there instead (K sets of R
+// accumulators) with the R + K - 1 input vectors of the current column, and each
+// weight vector is loaded once per column and used for R FMAs. Per output vector:
+// K^2 FMAs + K^2 / R weight loads + (R + K - 1) / R input loads (px_block: one
+// load per FMA). Step t reads padded input column t (input column t - PW; a pad
+// column is a step without input) and feeds output columns t - kw, kw < K;
+// column t - K + 1 is complete after it. ipp[i]: band row i at input column 0.
+template <typename T, int K, int R, bool HB>
+inline void sweepk_rows(const T* const* ipp, T* const* opp, int64_t iW, int64_t oW,
+                        const T* w, const T* bias, int64_t n, int64_t PW, int64_t W) {
+  using AV = Vec<T>;
+  constexpr int64_t L = AV::size();
+  constexpr int RI = R + K - 1;
+  const T* ip[RI];
+  T* op[R];
+  static_for_ai<RI>([&](auto i) DWCONV_AINL { ip[i] = ipp[i]; });
+  static_for_ai<R>([&](auto r) DWCONV_AINL { op[r] = opp[r]; });
+  const AV bv = HB ? AV::loadu(bias) : AV(T(0));
+  AV acc[K][R];  // column c lives in set c % K
+  // P = t % K (compile time); FULL: every tap of every column in flight is valid.
+  auto step = [&](auto pc, auto fc, int64_t t) DWCONV_AINL {
+    constexpr int P = decltype(pc)::value;
+    constexpr bool FULL = decltype(fc)::value;
+    const int64_t ic = t - PW;
+    const bool has_input = FULL || (ic >= 0 && ic < W);
+    if (!FULL && t < n) static_for_ai<R>([&](auto r) DWCONV_AINL { acc[P][r] = AV(T(0)); });
+    if (has_input) {
+      AV x[RI];  // loaded when first needed: R of them live at a time
+      static_for_ai<R - 1>([&](auto i) DWCONV_AINL { x[i] = AV::loadu(ip[i] + ic * iW); });
+      static_for_ai<K>([&](auto kh) DWCONV_AINL {
+        x[kh + R - 1] = AV::loadu(ip[kh + R - 1] + ic * iW);
+        static_for_ai<K>([&](auto kw) DWCONV_AINL {
+          constexpr int set = (P - static_cast<int>(kw) + K) % K;
+          if (FULL || (t - kw >= 0 && t - kw < n)) {
+            const AV wv = AV::loadu(w + (kh * K + kw) * L);
+            static_for_ai<R>([&](auto r) DWCONV_AINL {
+              if constexpr (FULL && kh == 0 && kw == 0) acc[set][r] = x[r] * wv;
+              else acc[set][r] = vfmadd(x[r + kh], wv, acc[set][r]);
+            });
+          }
+        });
+      });
+    }
+    constexpr int done = (P + 1) % K;  // set of column t - K + 1
+    if (FULL || (t - (K - 1) >= 0 && t - (K - 1) < n))
+      static_for_ai<R>([&](auto r) DWCONV_AINL {
+        with_bias<HB>(acc[done][r], bv).store(op[r] + (t - (K - 1)) * oW);
+      });
+  };
+  auto any_step = [&](int64_t t) DWCONV_AINL {
+    static_for_ai<K>([&](auto p) DWCONV_AINL {
+      if (t % K == p) step(p, std::false_type{}, t);
+    });
+  };
+  int64_t t = 0;
+  for (; t < std::min<int64_t>(K - 1, n); ++t) any_step(t);
+  if (t == K - 1) {
+    // K - 1 is phase K - 1; one unrolled round of K steps starts there
+    for (; t + K <= n; t += K) {
+      step(std::integral_constant<int, K - 1>{}, std::true_type{}, t);
+      static_for_ai<K - 1>([&](auto p) DWCONV_AINL {
+        step(p, std::true_type{}, t + 1 + p);
+      });
+    }
+  }
+  for (; t < n + K - 1; ++t) any_step(t);
+}
+
+DWCONV_SOURCE_ORDER_END
+
+// Output rows per band of the K x K sweep: K sets of R accumulators + R inputs + a
+// weight + the bias in 32 registers (5x5: 4, 7x7: 3; 7x7 with 2 rows executes 15% more).
+constexpr int sweepk_rows_per_band(int64_t K) { return K == 5 ? 4 : 3; }
+
+// Whether forward_cl_sweep takes this conv (after use_cl_direct_engine).
+template <typename T>
+inline bool use_cl_sweep(const Geo& g) {
+  if (!(g.KH == g.KW && g.DH == 1 && g.DW == 1 && g.SH == g.SW)) return false;
+  if ((g.KW == 5 || g.KW == 7) && g.SW == 1) {  // whole rows, pads included
+    return g.C % Vec<T>::size() == 0 && g.OH >= sweepk_rows_per_band(g.KW) &&
+           g.PW < g.KW && g.PH < g.KW;
+  }
+  if (!(g.KW == 3 && (g.SW == 1 || g.SW == 2))) return false;
+  if (g.C % Vec<T>::size() != 0 || g.OH < 2 || g.PW > 2 || g.PH > 2) return false;
+  if (g.SW == 2) {  // interior output columns [ceil(PW / 2), floor((W + PW - 3) / 2] + 1)
+    return (g.W + g.PW - 3) / 2 + 1 - (g.PW + 1) / 2 >= 2;
+  }
   const int64_t ow_a = g.PW, ow_b = g.W + g.PW - 2;  // interior columns
   return g.PW == 1 ? g.OW >= 2 : ow_b - ow_a >= 2;
 }
 
-template <typename scalar_t>
-void forward_cl_sweep3(const Geo& g, const Tensor& output, const Tensor& input,
-                       const Tensor& weight, const Tensor& bias) {
-  constexpr int64_t L = Vec<float>::size();
-  constexpr int R = 4;  // 12 accumulators + 9 weights + bias + inputs (R = 6 spills)
-  const float* in = input.const_data_ptr<float>();
-  float* out = output.mutable_data_ptr<float>();
+template <typename T>
+void forward_cl_sweepk(const Geo& g, const Tensor& output, const Tensor& input,
+                       const Tensor& weight, const Tensor& bias);
+
+// T: the element type, also the accumulation type (fp32, or fp16 with fp16 arithmetic).
+template <typename T>
+void forward_cl_sweep(const Geo& g, const Tensor& output, const Tensor& input,
+                      const Tensor& weight, const Tensor& bias) {
+  if (g.KW != 3) {
+    forward_cl_sweepk<T>(g, output, input, weight, bias);
+    return;
+  }
+  constexpr int64_t L = Vec<T>::size();
+  constexpr int R = 4;  // stride 1: 12 accumulators + 9 weights + bias + inputs (R = 6 spills)
+  const int64_t S = g.SW;
+  const T* in = input.const_data_ptr<T>();
+  T* out = output.mutable_data_ptr<T>();
   const int64_t iN = input.stride(0), iH = input.stride(2), iW = input.stride(3);
   const int64_t oN = output.stride(0), oH = output.stride(2), oW = output.stride(3);
-  const float* w = weight.const_data_ptr<float>();
+  const T* w = weight.const_data_ptr<T>();
   const int64_t w0 = weight.stride(0), w2 = weight.stride(2), w3 = weight.stride(3);
   const int64_t nv = g.C / L;
   // weights [vector][tap][L], bias [C]
-  std::vector<float> wall(nv * 9 * L), ball(g.C, 0.f);
+  std::vector<T> wall(nv * 9 * L), ball(g.C, T(0));
   for (int64_t c = 0; c < g.C; ++c) {
     for (int64_t k = 0; k < 9; ++k)
       wall[((c / L) * 9 + k) * L + c % L] = w[c * w0 + (k / 3) * w2 + (k % 3) * w3];
-    if (bias.defined()) ball[c] = bias.const_data_ptr<float>()[c * bias.stride(0)];
+    if (bias.defined()) ball[c] = bias.const_data_ptr<T>()[c * bias.stride(0)];
   }
-  const bool ze = g.PW == 1;  // whole rows, pad columns as steps without input
-  const int64_t ow_a = ze ? 0 : g.PW, ow_b = ze ? g.OW : g.W + g.PW - 2;
+  // Stride 1, PW == 1: whole rows, pad columns as steps without input. Otherwise the
+  // interior columns [ow_a, ow_b) are swept and the rest computed bounds-checked.
+  const bool ze = S == 1 && g.PW == 1;
+  const bool has_bias = bias.defined();
+  const int64_t ow_a = ze ? 0 : (S == 1 ? g.PW : (g.PW + 1) / 2);
+  const int64_t ow_b = ze ? g.OW : (S == 1 ? g.W + g.PW - 2 : (g.W + g.PW - 3) / 2 + 1);
   const int64_t ncols = ow_b - ow_a;
-  const int64_t icol0 = ze ? 0 : ow_a - g.PW;
+  const int64_t icol0 = ze ? 0 : ow_a * S - g.PW;
   // a zero row for the input rows above / below the image
-  std::vector<float> zrow;
-  if (g.PH > 0 || g.OH + 2 - g.PH > g.H) zrow.assign(g.W * iW + g.C, 0.f);
+  std::vector<T> zrow;
+  if (g.PH > 0 || (g.OH - 1) * S + 3 - g.PH > g.H) zrow.assign(g.W * iW + g.C, T(0));
   const int64_t nfull = g.OH / R, rem = g.OH % R;
   const int64_t nbi = nfull + (rem ? 1 : 0);
-  constexpr int64_t G = 4;  // channel vectors per task (one 64-byte line)
+  constexpr int64_t G = 4;  // channel vectors per task
   const int64_t ngr = div_ceil(nv, G);
 
   auto band = [&](auto rc, int64_t n, int64_t oh0, int64_t u) {
     constexpr int RB = decltype(rc)::value;
-    const float* ip[RB + 2];
-    float* op[RB];
-    for (int i = 0; i < RB + 2; ++i) {
-      const int64_t ih = oh0 - g.PH + i;
+    const T* ip[2 * RB + 1];
+    T* op[RB];
+    const T* wt = wall.data() + u * 9 * L;
+    const T* bt = ball.data() + u * L;
+    for (int64_t i = 0; i < (S == 1 ? RB + 2 : 2 * RB + 1); ++i) {
+      const int64_t ih = oh0 * S - g.PH + i;
       ip[i] = (ih >= 0 && ih < g.H ? in + n * iN + ih * iH : zrow.data()) + icol0 * iW + u * L;
     }
     for (int r = 0; r < RB; ++r) op[r] = out + n * oN + (oh0 + r) * oH + ow_a * oW + u * L;
-    sweep3_rows<RB>(ip, op, iW, oW, wall.data() + u * 9 * L, ball.data() + u * L, ncols, ze);
+    if (S == 1 && has_bias) sweep3_rows<T, RB, true>(ip, op, iW, oW, wt, bt, ncols, ze);
+    else if (S == 1) sweep3_rows<T, RB, false>(ip, op, iW, oW, wt, bt, ncols, ze);
+    else if (has_bias) sweep3s2_rows<T, RB, true>(ip, op, iW, oW, wt, bt, ncols);
+    else sweep3s2_rows<T, RB, false>(ip, op, iW, oW, wt, bt, ncols);
     if (ze) return;
     for (int r = 0; r < RB; ++r) {  // border columns, bounds-checked
-      const int64_t hbase = oh0 + r - g.PH;
+      const int64_t hbase = (oh0 + r) * S - g.PH;
       const int64_t kh_lo = std::max<int64_t>(0, -hbase);
       const int64_t kh_hi = std::min<int64_t>(3, g.H - hbase);
-      const float* in_n = in + n * iN + u * L + hbase * iH;
+      const T* in_n = in + n * iN + u * L + hbase * iH;
       for (int64_t ow = 0; ow < g.OW; ++ow) {
         if (ow == ow_a) ow = ow_b;
         if (ow >= g.OW) break;
-        const int64_t base = ow - g.PW;
+        const int64_t base = ow * S - g.PW;
         const int64_t kwlo = std::max<int64_t>(0, -base), kwhi = std::min<int64_t>(3, g.W - base);
-        cl_pixel_checked<float, float>(in_n + base * iW, iH, iW, kh_lo, kh_hi, kwlo, kwhi, g,
-                                       wall.data() + u * 9 * L, L, ball.data() + u * L,
-                                       out + n * oN + (oh0 + r) * oH + ow * oW + u * L, 1, 0);
+        cl_pixel_checked<T, T>(in_n + base * iW, iH, iW, kh_lo, kh_hi, kwlo, kwhi, g, wt, L, bt,
+                               out + n * oN + (oh0 + r) * oH + ow * oW + u * L, 1, 0);
       }
     }
   };
@@ -1398,14 +1599,76 @@ void forward_cl_sweep3(const Geo& g, const Tensor& output, const Tensor& input,
   });
 }
 
+template <typename T>
+void forward_cl_sweepk(const Geo& g, const Tensor& output, const Tensor& input,
+                       const Tensor& weight, const Tensor& bias) {
+  constexpr int64_t L = Vec<T>::size();
+  const int64_t K = g.KW, KK = K * K, R = sweepk_rows_per_band(K);
+  const T* in = input.const_data_ptr<T>();
+  T* out = output.mutable_data_ptr<T>();
+  const int64_t iN = input.stride(0), iH = input.stride(2), iW = input.stride(3);
+  const int64_t oN = output.stride(0), oH = output.stride(2), oW = output.stride(3);
+  const T* w = weight.const_data_ptr<T>();
+  const int64_t w0 = weight.stride(0), w2 = weight.stride(2), w3 = weight.stride(3);
+  const int64_t nv = g.C / L;
+  std::vector<T> wall(nv * KK * L), ball(g.C, T(0));  // weights [vector][tap][L], bias [C]
+  for (int64_t c = 0; c < g.C; ++c) {
+    for (int64_t k = 0; k < KK; ++k)
+      wall[((c / L) * KK + k) * L + c % L] = w[c * w0 + (k / K) * w2 + (k % K) * w3];
+    if (bias.defined()) ball[c] = bias.const_data_ptr<T>()[c * bias.stride(0)];
+  }
+  std::vector<T> zrow;  // the input rows above / below the image
+  if (g.PH > 0 || (g.OH - 1) + K - g.PH > g.H) zrow.assign(g.W * iW + g.C, T(0));
+  // bands of R rows; the last one ends at the last row (overlapping the one before)
+  const int64_t nbi = div_ceil(g.OH, R);
+  constexpr int64_t G = 4;  // channel vectors per task
+  const int64_t ngr = div_ceil(nv, G);
+  // first: the band's first row that is this task's (the last band starts earlier,
+  // its rows before `first` go to a scratch row: no two tasks write one element)
+  auto band = [&](auto kc, auto rc, int64_t n, int64_t oh0, int64_t first, int64_t u,
+                  T* scratch) {
+    constexpr int KC = decltype(kc)::value, RB = decltype(rc)::value;
+    const T* ip[RB + KC - 1];
+    T* op[RB];
+    for (int i = 0; i < RB + KC - 1; ++i) {
+      const int64_t ih = oh0 - g.PH + i;
+      ip[i] = (ih >= 0 && ih < g.H ? in + n * iN + ih * iH : zrow.data()) + u * L;
+    }
+    for (int r = 0; r < RB; ++r)
+      op[r] = oh0 + r >= first ? out + n * oN + (oh0 + r) * oH + u * L : scratch;
+    const T* wt = wall.data() + u * KK * L;
+    const T* bt = ball.data() + u * L;
+    if (bias.defined()) sweepk_rows<T, KC, RB, true>(ip, op, iW, oW, wt, bt, g.OW, g.PW, g.W);
+    else sweepk_rows<T, KC, RB, false>(ip, op, iW, oW, wt, bt, g.OW, g.PW, g.W);
+  };
+  at::parallel_for(0, g.N * nbi * ngr, 1, [&](int64_t begin, int64_t end) {
+    std::vector<T> scratch;
+    for (int64_t it = begin; it < end; ++it) {
+      const int64_t gr = it % ngr, bi = (it / ngr) % nbi, n = it / (ngr * nbi);
+      const int64_t oh0 = std::min(bi * R, g.OH - R);
+      if (oh0 < bi * R && scratch.empty()) scratch.resize((g.OW - 1) * oW + L);
+      for (int64_t u = gr * G; u < std::min(nv, (gr + 1) * G); ++u) {
+        if (K == 5)
+          band(std::integral_constant<int, 5>{}, std::integral_constant<int, 4>{}, n, oh0, bi * R,
+               u, scratch.data());
+        else
+          band(std::integral_constant<int, 7>{}, std::integral_constant<int, 3>{}, n, oh0, bi * R,
+               u, scratch.data());
+      }
+    }
+  });
+}
+
 template <typename scalar_t>
 void forward_cl_direct(const Geo& g, const Tensor& output, const Tensor& input,
                        const Tensor& weight, const Tensor& bias) {
   using acc_t = acc_of<scalar_t>;
 #if DWCONV_SWEEP3
-  if constexpr (std::is_same_v<scalar_t, float> && std::is_same_v<acc_t, float>) {
-    if (use_cl_sweep3(g)) {
-      forward_cl_sweep3<scalar_t>(g, output, input, weight, bias);
+  // fp32, and fp16 where it accumulates in fp16 (fp16 arithmetic, 8 lanes)
+  if constexpr (std::is_same_v<scalar_t, acc_t> &&
+                (std::is_same_v<acc_t, float> || std::is_same_v<acc_t, c10::Half>)) {
+    if (use_cl_sweep<acc_t>(g)) {
+      forward_cl_sweep<acc_t>(g, output, input, weight, bias);
       return;
     }
   }
