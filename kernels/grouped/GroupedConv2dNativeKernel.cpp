@@ -881,15 +881,21 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
   // planar results would need transposes) or its rows are short (the dropped columns
   // would cost more than the scalar stores). Else planar results (positions in the
   // lanes, few loads per FMA), transposed on the way out for channels-last.
+  // Vectors per channel block: its weights ([step][block channels]) within ~20 KB of L1
+  // beside the planes; with 16 registers at most 2 (P = 5 positions reuse each weight
+  // load; 4 vectors leave room for 2 positions only).
+  const int64_t chan_vmax = clamp64(
+      (20 * 1024) / std::max<int64_t>(1, K * L * int64_t(sizeof(acc_t))), 1,
+      kVecRegs == 32 ? kMaxV : 2);
   bool by_channel = OGJ >= L && 4 * OGJ >= 3 * round_up(OGJ, L) &&
-                    K * std::min(round_up(OGJ, L), kMaxV * L) * int64_t(sizeof(acc_t)) <=
+                    K * std::min(round_up(OGJ, L), chan_vmax * L) * int64_t(sizeof(acc_t)) <=
                         40 * 1024 &&
                     (job.cols <= 16 || (dst_cl && OGJ > L));
   if (engine) {
     if (std::strcmp(engine, "planar") == 0) by_channel = false;
     if (std::strcmp(engine, "channel") == 0) by_channel = true;
   }
-  const Blocks ob = by_channel ? split(div_ceil(OGJ, L), kMaxV) : split(OGJ, kMaxMR);
+  const Blocks ob = by_channel ? split(div_ceil(OGJ, L), chan_vmax) : split(OGJ, kMaxMR);
   const int64_t ob_width = by_channel ? ob.size * L : ob.size;  // channels per block
   const int64_t wg_size = by_channel ? ob.n * ob_width * K : OGJ * K;  // per group
   // Groups per task: at least L channels where a side is transposed; for channels-last
@@ -910,7 +916,9 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
     while (gb > gb_min && band_rows(gb) < std::min<int64_t>(job.rows, 4))
       gb = std::max(gb_min, gb / 2);
   }
-  // Enough tasks for the threads: thinner bands first, then fewer groups per task.
+  // Enough tasks for the threads: thinner bands first, then fewer groups per task; but
+  // no bands so thin that the rows their taps overlap (maxqh) add over a third to the
+  // packing (small maps: fewer groups per task instead).
   const int64_t want_tasks = 4 * at::get_num_threads();
   int64_t RB = band_rows(gb);
   for (;;) {
@@ -918,7 +926,8 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
     RB = band_rows(gb);
     if (N * ngb * div_ceil(job.rows, RB) >= want_tasks) break;
     const int64_t bands = div_ceil(want_tasks, N * ngb);
-    if (bands <= job.rows || gb == gb_min) {
+    const bool thick = bands <= job.rows && div_ceil(job.rows, bands) >= 3 * job.maxqh;
+    if (thick || gb == gb_min) {
       RB = div_ceil(job.rows, std::min(bands, job.rows));
       break;
     }
