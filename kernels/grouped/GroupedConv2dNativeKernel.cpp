@@ -31,7 +31,10 @@
 //      same planes, P*V FMAs; rows are walked without the extra columns and
 //      channels-last results are stored in place. Used when Cout/G fills whole
 //      vectors and the rows are short (small maps) or the output is
-//      channels-last (see by_channel in flat_conv).
+//      channels-last (see by_channel in flat_conv). A channels-last source is
+//      then not transposed into planes: its pixels are copied whole into a padded
+//      channels-last band, the stride phases left interleaved, and position p
+//      broadcasts from p * (stride x band pixel width) further on.
 //    Weights are repacked once per task's groups ([block][step][lanes], L x L
 //    transposes), the bias folded into the accumulators' start.
 //  * In-place 1x1 (direct_conv): channels-last, 1x1, stride 1, no padding, every pixel of
@@ -395,6 +398,36 @@ void pack_planes(const FlatJob& job, const Plane3<const scalar_t>& src, int64_t 
   }
 }
 
+// Channels-last band of `nch` source channels (src.sC == 1) for the output rows
+// [i0, i0 + nrows - maxqh): band row r, column c, channel ch holds source row
+// r_origin + i0*PSH + r, column c_origin + c (zero outside the source), rows
+// [0, nrows*PSH), columns [0, PLc*PSW), pixels nch wide: the phases stay interleaved
+// (a position steps PSW pixels), so pixels are copied whole, no transposes.
+template <typename scalar_t, typename acc_t>
+void pack_band_cl(const FlatJob& job, const Plane3<const scalar_t>& src, int64_t nch,
+                  int64_t i0, int64_t nrows, acc_t* band) {
+  const int64_t ncols = job.PLc * job.PSW, pitch = ncols * nch;
+  const int64_t c_lo = clamp64(-job.c_origin, 0, ncols);
+  const int64_t c_hi = clamp64(src.W - job.c_origin, c_lo, ncols);
+  const int64_t sr0 = job.r_origin + i0 * job.PSH;
+  for (int64_t r = 0; r < nrows * job.PSH; ++r) {
+    acc_t* d = band + r * pitch;
+    const int64_t sr = sr0 + r;
+    if (sr < 0 || sr >= src.H) {
+      std::fill(d, d + pitch, acc_t(0));
+      continue;
+    }
+    std::fill(d, d + c_lo * nch, acc_t(0));
+    const scalar_t* s = src.p + sr * src.sH + (job.c_origin + c_lo) * src.sW;
+    if (src.sW == nch) {  // the band's channels are the whole pixels
+      convert_in(s, 1, d + c_lo * nch, (c_hi - c_lo) * nch);
+    } else {
+      for (int64_t c = c_lo; c < c_hi; ++c) convert_in(s + (c - c_lo) * src.sW, 1, d + c * nch, nch);
+    }
+    std::fill(d + c_hi * nch, d + pitch, acc_t(0));
+  }
+}
+
 // Planar results of `nch` channels (flat rows of pitch PLc, channel stride FL) for
 // the job's output rows [i0, i0 + rb) into the destination image (channel 0 = the
 // first written), converted to scalar_t.
@@ -510,13 +543,15 @@ constexpr int max_p(int v) {
 }
 
 template <typename acc_t>
-using chan_fn = void (*)(const acc_t* const* src, int64_t nsteps, int64_t q0, const acc_t* w,
-                         const acc_t* init, acc_t* out, int64_t ps);
+using chan_fn = void (*)(const acc_t* const* src, int64_t nsteps, int64_t q0, int64_t xs,
+                         const acc_t* w, const acc_t* init, acc_t* out, int64_t ps);
 
 // out[p*ps + v*L ...]: a temporary block, or straight a channels-last destination.
-template <typename acc_t, int P, int V>
-void chan_block(const acc_t* const* src, int64_t nsteps, int64_t q0, const acc_t* w,
-                const acc_t* init, acc_t* out, int64_t ps) {
+// Position p's input of step s: src[s][q0 + p] (planes), or src[s][q0 + p*xs]
+// (Strided: a channels-last band, xs = the column step between positions).
+template <typename acc_t, int P, int V, bool Strided>
+void chan_block(const acc_t* const* src, int64_t nsteps, int64_t q0, int64_t xs,
+                const acc_t* w, const acc_t* init, acc_t* out, int64_t ps) {
   using AV = Vec<acc_t>;
   constexpr int64_t L = AV::size();
   AV acc[P][V];
@@ -534,7 +569,7 @@ void chan_block(const acc_t* const* src, int64_t nsteps, int64_t q0, const acc_t
     for (int v = 0; v < V; ++v) wv[v] = AV::loadu(ws + v * L);
     GCONV_UNROLL
     for (int p = 0; p < P; ++p) {
-      const AV xb(x[p]);
+      const AV xb(x[Strided ? p * xs : p]);
       GCONV_UNROLL
       for (int v = 0; v < V; ++v) acc[p][v] = at::vec::fmadd(wv[v], xb, acc[p][v]);
     }
@@ -547,22 +582,22 @@ void chan_block(const acc_t* const* src, int64_t nsteps, int64_t q0, const acc_t
 }
 
 template <typename acc_t, int V, int P>
-chan_fn<acc_t> pick_chan_p(int p) {
+chan_fn<acc_t> pick_chan_p(int p, bool strided) {
   if constexpr (P == 0) {
     return nullptr;
   } else {
-    if (p == P) return &chan_block<acc_t, P, V>;
-    return pick_chan_p<acc_t, V, P - 1>(p);
+    if (p == P) return strided ? &chan_block<acc_t, P, V, true> : &chan_block<acc_t, P, V, false>;
+    return pick_chan_p<acc_t, V, P - 1>(p, strided);
   }
 }
 
 template <typename acc_t, int V = kMaxV>
-chan_fn<acc_t> pick_chan(int v, int p) {
+chan_fn<acc_t> pick_chan(int v, int p, bool strided) {
   if constexpr (V == 0) {
     return nullptr;
   } else {
-    if (v == V) return pick_chan_p<acc_t, V, max_p(V)>(std::min(p, max_p(V)));
-    return pick_chan<acc_t, V - 1>(v, p);
+    if (v == V) return pick_chan_p<acc_t, V, max_p(V)>(std::min(p, max_p(V)), strided);
+    return pick_chan<acc_t, V - 1>(v, p, strided);
   }
 }
 
@@ -890,11 +925,15 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
   bool by_channel = OGJ >= L && 4 * OGJ >= 3 * round_up(OGJ, L) &&
                     K * std::min(round_up(OGJ, L), chan_vmax * L) * int64_t(sizeof(acc_t)) <=
                         40 * 1024 &&
-                    (job.cols <= 16 || (dst_cl && OGJ > L));
+                    (job.cols <= 16 || (dst_cl && (OGJ > L || src_cl)));
   if (engine) {
     if (std::strcmp(engine, "planar") == 0) by_channel = false;
     if (std::strcmp(engine, "channel") == 0) by_channel = true;
   }
+  // A channels-last source for the channel engine stays channels-last: pixels copied
+  // whole into a padded band (pack_band_cl), no transposes (they cost as much as the
+  // FMAs of a stride-2 conv's 4 input pixels per output).
+  const bool cl_band = by_channel && src_cl;
   const Blocks ob = by_channel ? split(div_ceil(OGJ, L), chan_vmax) : split(OGJ, kMaxMR);
   const int64_t ob_width = by_channel ? ob.size * L : ob.size;  // channels per block
   const int64_t wg_size = by_channel ? ob.n * ob_width * K : OGJ * K;  // per group
@@ -902,7 +941,7 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
   // sides as many groups as the band budget allows with bands of >= 4 rows, so pixels
   // are read and written whole, in order (not a group's slice of every pixel).
   int64_t gb_min = 1;
-  if (src_cl) gb_min = std::max(gb_min, div_ceil(L, CinJ));
+  if (src_cl && !cl_band) gb_min = std::max(gb_min, div_ceil(L, CinJ));
   if (dst_cl && !by_channel) gb_min = std::max(gb_min, div_ceil(L, OGJ));
   gb_min = std::min(gb_min, G);
   auto band_rows = [&](int64_t groups) {  // planes + results of a band within kBandBytes
@@ -947,7 +986,8 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
   }
 
   at::parallel_for(0, ntasks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> planes(gb * CinJ * nph * PP);
+    std::vector<acc_t> planes(cl_band ? (RB + job.maxqh) * nph * PLc * gb * CinJ
+                                      : gb * CinJ * nph * PP);
     std::vector<acc_t> results(by_channel ? max_p(1) * ob_width : gb * OGJ * FL);
     std::vector<acc_t> wpk(gb * wg_size);
     std::vector<const acc_t*> ptrs(std::max<int64_t>(gb * K, 1));
@@ -973,14 +1013,25 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
       }
       auto src = image_of(src_base, src_t, n);
       src.p += g0 * CinJ * src.sC;
-      pack_planes<scalar_t, acc_t>(job, src, gn * CinJ, i0, rb + job.maxqh, planes.data(), PP);
+      const int64_t pix = gn * CinJ, pitch = PLc * job.PSW * pix;  // channels-last band
+      if (cl_band) {
+        pack_band_cl<scalar_t, acc_t>(job, src, pix, i0, rb + job.maxqh, planes.data());
+      } else {
+        pack_planes<scalar_t, acc_t>(job, src, pix, i0, rb + job.maxqh, planes.data(), PP);
+      }
       const int64_t nt = rb * PLc;
       auto dst = image_of(dst_base, dst_t, n);
       for (int64_t gl = 0; gl < gn; ++gl)
         for (int64_t ic = 0; ic < CinJ; ++ic)
-          for (int64_t tp = 0; tp < T; ++tp)
-            ptrs[(gl * CinJ + ic) * T + tp] = planes.data() +
-                ((gl * CinJ + ic) * nph + job.taps[tp].phase) * PP + job.taps[tp].off;
+          for (int64_t tp = 0; tp < T; ++tp) {
+            const Tap& tap = job.taps[tp];
+            ptrs[(gl * CinJ + ic) * T + tp] =
+                cl_band ? planes.data() +
+                              ((tap.off / PLc) * job.PSH + tap.phase / job.PSW) * pitch +
+                              ((tap.off % PLc) * job.PSW + tap.phase % job.PSW) * pix +
+                              gl * CinJ + ic
+                        : planes.data() + ((gl * CinJ + ic) * nph + tap.phase) * PP + tap.off;
+          }
       if (by_channel) {
         // Row by row, a few positions at a time, all the task's groups: the results of
         // consecutive groups are neighbours in a channels-last destination.
@@ -990,23 +1041,26 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
           scalar_t* drow = dst.p + (job.dr0 + (i0 + i) * job.DSH) * dst.sH;
           for (int64_t j0 = 0; j0 < job.cols; j0 += chunk) {
             const int np = static_cast<int>(std::min(chunk, job.cols - j0));
+            // First position's offset in the planes / band, and the step between positions.
+            const int64_t q0 = cl_band ? i * job.PSH * pitch + j0 * job.PSW * pix : i * PLc + j0;
+            const int64_t xs = cl_band ? job.PSW * pix : 1;
             for (int64_t gl = 0; gl < gn; ++gl) {
               for (int64_t b = 0; b < ob.n; ++b) {
                 const int64_t nv = ob.len(b, nvec), c0 = b * ob_width;
                 const int64_t nc = std::min(nv * L, OGJ - c0);  // real channels of the block
                 const acc_t* init =
                     bias ? bias_blocks.data() + (g0 + gl) * ob.n * ob_width + c0 : nullptr;
-                const chan_fn<acc_t> fn = pick_chan<acc_t>(static_cast<int>(nv), np);
+                const chan_fn<acc_t> fn = pick_chan<acc_t>(static_cast<int>(nv), np, cl_band);
                 const acc_t* w = wpk.data() + gl * wg_size + c0 * K;
                 scalar_t* d = drow + ((g0 + gl) * OGJ + c0) * dst.sC +
                               (job.dc0 + j0 * job.DSW) * dst.sW;
                 if constexpr (std::is_same_v<scalar_t, acc_t>) {
                   if (dst.sC == 1 && nc == nv * L) {  // whole vectors: straight to the output
-                    fn(ptrs.data() + gl * K, K, i * PLc + j0, w, init, d, job.DSW * dst.sW);
+                    fn(ptrs.data() + gl * K, K, q0, xs, w, init, d, job.DSW * dst.sW);
                     continue;
                   }
                 }
-                fn(ptrs.data() + gl * K, K, i * PLc + j0, w, init, results.data(), nv * L);
+                fn(ptrs.data() + gl * K, K, q0, xs, w, init, results.data(), nv * L);
                 store_channel_block<scalar_t, acc_t>(results.data(), nv * L, np, nc, d, dst.sC,
                                                      job.DSW * dst.sW);
               }
