@@ -15,7 +15,12 @@ NCHW and channels_last, it times
 
 medians after warm-up, plus the bandwidth the native kernel achieves (input + output +
 weight bytes / time) against a copy bandwidth measured in the same run (``Tensor.copy_``
-of a buffer larger than the last-level cache, read + write bytes / time).
+of a buffer larger than the last-level cache, read + write bytes / time), and the GFLOP/s
+it achieves against the machine's fp32 FMA peak measured at the start and the end of the same
+run (``recipe/bench_fma_peak.cpp``, compiled here with the flags of torch's CPU capability:
+FMA chains on registers only, the rate no convolution can exceed). For grouped fp32 rows the
+peak also bounds what any kernel could reach against the group loop (``peak vs loop``: loop
+time / the time the layer's FLOPs take at the peak).
 
 Timings use the heap for large blocks (glibc ``mmap_threshold``/``trim_threshold``
 tunables, set by re-executing the interpreter): otherwise every multi-MB output is a
@@ -28,15 +33,20 @@ Prints a table and a summary (geomeans vs oneDNN per layout, fp16 vs fp32), writ
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional
 
+from recipe import cache_dir
 from recipe.bench_shapes import GROUPED_SUITE, SEED, SUITE, SUITES
 from recipe.log import logger
 
@@ -92,6 +102,95 @@ def copy_bandwidth(torch, nbytes=256 << 20, reps=10):
     return 2 * nbytes / statistics.median(best) / 1e9
 
 
+PEAK_SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_fma_peak.cpp")
+# The kernels' vector width per torch CPU capability; NEON, SSE and anything else: 16 bytes.
+PEAK_VECTOR_BYTES = {"AVX512": 64, "AVX2": 32}
+
+
+class PeakUnavailable(Exception):
+    """The FMA-peak probe could not be built or run here (the benchmark goes on without it)."""
+
+
+def peak_command(cxx, arch, capability):
+    """The compile command (less source and output) of the probe for torch's `capability` on
+    `arch`: the add-on's flags for that capability, the kernels' vector width."""
+    from recipe import addon
+    flags = list(addon.ARCH_FLAGS.get(arch, ()))
+    flags += list(dict(addon.CAPABILITIES.get(arch, ())).get(capability, ()))
+    return [cxx, "-O2", "-std=c++14", "-ffp-contract=fast", "-pthread",
+            "-DVECTOR_BYTES=%d" % PEAK_VECTOR_BYTES.get(capability, 16)] + flags
+
+
+def peak_probe(capability, cxx=None):
+    """The FMA-peak probe compiled for `capability` (cached by source, compiler and flags)."""
+    from recipe import addon
+    arch = platform.machine()
+    try:
+        exe = addon.compiler_for(arch, cxx)
+    except addon.HeadersError as e:  # no compiler here
+        raise PeakUnavailable(str(e).splitlines()[0])
+    cmd = peak_command(exe, arch, capability)
+    with open(PEAK_SOURCE, "rb") as f:
+        source = f.read()
+    key = hashlib.sha256(source + repr((cmd, addon.compiler_version(exe))).encode()).hexdigest()
+    path = cache_dir("bench", "fma-peak-%s" % key[:16])
+    if os.path.exists(path):
+        return path
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix="fma-peak-", dir=os.path.dirname(path))
+    try:
+        r = subprocess.run(cmd + [PEAK_SOURCE, "-o", os.path.join(tmp, "probe")],
+                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                           universal_newlines=True, timeout=300)
+        if r.returncode != 0:
+            raise PeakUnavailable("%s failed: %s" % (" ".join(cmd[:1] + [PEAK_SOURCE]),
+                                                     (r.stdout.strip().splitlines() or [""])[0]))
+        os.replace(os.path.join(tmp, "probe"), path)  # whole or not at all
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return path
+
+
+def fma_peak(probe, threads, seconds=1.5):
+    """GFLOP/s of fp32 FMAs on registers with `threads` threads (the probe's best round)."""
+    try:
+        r = subprocess.run([probe, str(threads), str(seconds)], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, universal_newlines=True,
+                           timeout=60 + 10 * seconds)
+        value = float(r.stdout.strip())
+    except (OSError, subprocess.SubprocessError, ValueError) as e:
+        raise PeakUnavailable("%s: %s" % (probe, e))
+    if r.returncode != 0 or not value > 0:
+        raise PeakUnavailable("%s exited %d: %s" % (probe, r.returncode, r.stderr.strip()))
+    return value
+
+
+def peak_vs_loop(r, peak_gflops):
+    """Loop time / the time the layer's FLOPs take at the FMA peak: the most any kernel could
+    be faster than the group loop on this machine (None without a loop time or a peak)."""
+    if not r.get("loop_ms") or not peak_gflops or not r.get("gflop"):
+        return None
+    return r["loop_ms"] / (r["gflop"] / peak_gflops * 1e3)
+
+
+def cpu_jiffies():
+    """(steal, total) jiffies of all CPUs so far (/proc/stat), or None: steal is the time a
+    VM's vCPUs were runnable but the host ran something else."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    # user nice system idle iowait irq softirq steal [guest guest_nice: inside user/nice]
+    return (fields[7], sum(fields[:8])) if len(fields) >= 8 else None
+
+
+def steal_pct(start, end):
+    if not start or not end or end[1] <= start[1]:
+        return None
+    return 100.0 * (end[0] - start[0]) / (end[1] - start[1])
+
+
 def machine_info(torch):
     cpu = platform.processor() or ""
     try:
@@ -137,7 +236,8 @@ def run_case(torch, F, name, C, S, k, s, p, N, dtype, layout, args):
     esz = x.element_size()
     nbytes = (x.numel() + out_elems + w.numel() + C) * esz
     res = {"case": name, "C": C, "size": S, "k": k, "stride": s, "pad": p, "batch": N,
-           "dtype": str(dtype).replace("torch.", ""), "layout": layout, "bytes": nbytes}
+           "dtype": str(dtype).replace("torch.", ""), "layout": layout, "bytes": nbytes,
+           "gflop": 2.0 * out_elems * k * (1 if one_d else k) / 1e9}
 
     def native():
         return torch.ops.aten._conv_depthwise2d(x4, w4, ks, b, st, pd, dl)
@@ -167,6 +267,7 @@ def run_case(torch, F, name, C, S, k, s, p, N, dtype, layout, args):
     else:
         res["loop_ms"] = None
     res["native_gbps"] = nbytes / (res["native_ms"] * 1e-3) / 1e9
+    res["native_gflops"] = res["gflop"] / (res["native_ms"] * 1e-3)
     return res
 
 
@@ -203,6 +304,7 @@ def run_grouped_case(torch, F, name, Cin, Cout, G, S, k, s, p, N, dtype, layout,
     else:
         res["loop_ms"] = None
     res["native_gbps"] = nbytes / (res["native_ms"] * 1e-3) / 1e9
+    res["native_gflops"] = res["gflop"] / (res["native_ms"] * 1e-3)
     return res
 
 
@@ -226,7 +328,7 @@ def geomean(xs):
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
 
 
-def summarize(results, copy_gbps):
+def summarize(results, copy_gbps, peak_gflops=None):
     out = {}
     for suite in SUITES:
         prefix = "" if suite == "depthwise" else suite + " "
@@ -238,6 +340,11 @@ def summarize(results, copy_gbps):
                     [r["onednn_ms"] / r["native_ms"] for r in rs if r.get("onednn_ms")])
                 out["%svs_loop/%s/%s" % (prefix, layout, dtype)] = geomean(
                     [r["loop_ms"] / r["native_ms"] for r in rs if r.get("loop_ms")])
+                if suite == "grouped" and dtype == "float32" and peak_gflops:
+                    out["%speak_vs_loop/%s/%s" % (prefix, layout, dtype)] = geomean(
+                        [peak_vs_loop(r, peak_gflops) for r in rs])
+                    out["%snative_pct_peak/%s/%s" % (prefix, layout, dtype)] = geomean(
+                        [100.0 * r["native_gflops"] / peak_gflops for r in rs])
     fp = {}
     for r in results:
         if r.get("suite", "depthwise") != "depthwise":
@@ -255,24 +362,36 @@ def fmt_ms(v):
     return "   n/a  " if v is None else ("%8.3f" % v if v < 100 else "%8.1f" % v)
 
 
-def print_table(results, copy_gbps, summary, info):
-    hdr = ("%-28s %2s %-7s %-6s %8s %8s %8s %7s %5s %8s %7s"
+def print_table(results, copy_gbps, summary, info, peak_gflops=None):
+    hdr = ("%-28s %2s %-7s %-6s %8s %8s %8s %7s %5s %6s %5s %8s %7s %9s"
            % ("case", "N", "dtype", "layout", "native", "loop", "oneDNN", "GB/s", "%copy",
-              "vs loop", "vs 1DNN"))
+              "GF/s", "%peak", "vs loop", "vs 1DNN", "peak/loop"))
     print(hdr)
     print("-" * len(hdr))
     for r in results:
         vl = r["loop_ms"] / r["native_ms"] if r.get("loop_ms") else None
         vo = r["onednn_ms"] / r["native_ms"] if r.get("onednn_ms") else None
-        print("%-28s %2d %-7s %-6s %s %s %s %7.1f %5.0f %8s %7s" % (
+        pk = 100.0 * r["native_gflops"] / peak_gflops if peak_gflops else None
+        ceiling = peak_vs_loop(r, peak_gflops) if r["dtype"] == "float32" else None
+        print("%-28s %2d %-7s %-6s %s %s %s %7.1f %5.0f %6.1f %5s %8s %7s %9s" % (
             r["case"], r["batch"], r["dtype"], "NCHW" if r["layout"] == "nchw" else "CL",
             fmt_ms(r["native_ms"]), fmt_ms(r.get("loop_ms")), fmt_ms(r.get("onednn_ms")),
-            r["native_gbps"], 100.0 * r["native_gbps"] / copy_gbps,
-            "" if vl is None else "%.1fx" % vl, "" if vo is None else "%.2fx" % vo))
+            r["native_gbps"], 100.0 * r["native_gbps"] / copy_gbps, r["native_gflops"],
+            "" if pk is None else "%.0f" % pk, "" if vl is None else "%.1fx" % vl,
+            "" if vo is None else "%.2fx" % vo, "" if ceiling is None else "%.1fx" % ceiling))
     print()
     print("times: median ms per call; GB/s: (input + output + weight bytes) / native time;")
     print("%%copy: of the copy bandwidth measured in this run (%.1f GB/s, %d-thread Tensor.copy_ "
           "of 256 MiB)" % (copy_gbps, info["threads"]))
+    if peak_gflops:
+        print("GF/s: the layer's FLOPs / native time; %%peak: of the fp32 FMA peak measured in "
+              "this run\n(%.1f GFLOP/s, %d threads; start %s, end %s: the higher counts); "
+              "peak/loop (fp32): loop time / the\nlayer's FLOPs at that peak, the most any kernel "
+              "could beat the group loop by" % (
+                  peak_gflops, info["threads"], _fmt_gflops(info["fma_peak_start"]),
+                  _fmt_gflops(info.get("fma_peak_end"))))
+    else:
+        print("%%peak, peak/loop: no FMA peak (%s)" % info.get("fma_peak_note"))
     for key in sorted(summary):
         v = summary[key]
         if v is not None:
@@ -360,8 +479,16 @@ def main(argv=None):
     info["malloc_tuning"] = bool(os.environ.get(REEXEC_FLAG))
     log("%s, %d threads, torch %s (%s); native kernel %s" % (
         info["cpu"], info["threads"], info["torch"], info["cpu_capability"], path))
+    jiffies_start = cpu_jiffies()
     copy_gbps = copy_bandwidth(torch)
     log("copy bandwidth: %.1f GB/s" % copy_gbps)
+    try:
+        probe = peak_probe(info["cpu_capability"])
+        info["fma_peak_start"] = fma_peak(probe, info["threads"])
+        log("fp32 FMA peak: %.1f GFLOP/s (%s)" % (info["fma_peak_start"], info["cpu_capability"]))
+    except PeakUnavailable as e:
+        probe, info["fma_peak_start"], info["fma_peak_note"] = None, None, str(e)
+        log("fp32 FMA peak: not measured (%s); no %%peak column" % e)
     # warm-up of the thread pool and allocator
     wx = torch.randn(8, 64, 56, 56)
     ww = torch.randn(64, 1, 3, 3)
@@ -393,20 +520,34 @@ def main(argv=None):
     except OSError:
         pass
     info["seconds"] = time.time() - t0
-    summary = summarize(results, copy_gbps)
-    print_table(results, copy_gbps, summary, info)
-    print("machine: %s, %s cores, %d threads, torch %s (%s); load average start %s end %s" % (
-        info["cpu"], info["nproc"], info["threads"], info["torch"], info["cpu_capability"],
-        _fmt_load(info.get("loadavg_start")), _fmt_load(info.get("loadavg_end"))))
+    if probe:  # again at the end: a VM's clock can move during a long run; the higher bounds
+        try:
+            info["fma_peak_end"] = fma_peak(probe, info["threads"])
+        except PeakUnavailable as e:
+            info["fma_peak_end"], info["fma_peak_note"] = None, str(e)
+    info["steal_pct"] = steal_pct(jiffies_start, cpu_jiffies())
+    peak_gflops = max([v for v in (info["fma_peak_start"], info.get("fma_peak_end")) if v] or
+                      [None]) if probe else None
+    summary = summarize(results, copy_gbps, peak_gflops)
+    print_table(results, copy_gbps, summary, info, peak_gflops)
+    print("machine: %s, %s cores, %d threads, torch %s (%s); load average start %s end %s; "
+          "steal %s" % (
+              info["cpu"], info["nproc"], info["threads"], info["torch"], info["cpu_capability"],
+              _fmt_load(info.get("loadavg_start")), _fmt_load(info.get("loadavg_end")),
+              "n/a" if info["steal_pct"] is None else "%.1f%%" % info["steal_pct"]))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"machine": info, "copy_gbps": copy_gbps, "summary": summary,
-                       "results": results}, f, indent=1)
+            json.dump({"machine": info, "copy_gbps": copy_gbps, "fma_peak_gflops": peak_gflops,
+                       "summary": summary, "results": results}, f, indent=1)
         log("wrote %s" % args.json)
     if args.plot:
         if plot(results, args.plot):
             log("wrote %s" % args.plot)
     return 0
+
+
+def _fmt_gflops(v):
+    return "n/a" if not v else "%.1f" % v
 
 
 def _fmt_load(v):
