@@ -206,9 +206,10 @@ Plane3<T> image_of(T* base, const Tensor& t, int64_t n) {
 // one job per stride phase of the input (source = grad_output, one phase).
 // ---------------------------------------------------------------------------
 struct Tap {
-  int64_t phase;  // which phase plane
-  int64_t off;    // qh * PLc + qw
-  int64_t widx;   // kh * KW + kw of the weight
+  int64_t phase;   // which phase plane
+  int64_t qh, qw;  // plane row / column of output (0, 0)
+  int64_t widx;    // kh * KW + kw of the weight
+  int64_t off;     // qh * PLc + qw in a flat plane (finish_job)
 };
 
 struct FlatJob {
@@ -223,11 +224,7 @@ struct FlatJob {
   int64_t nph() const { return PSH * PSW; }
 };
 
-struct TapQ {
-  int64_t phase, qh, qw, widx;
-};
-
-void finish_job(FlatJob& job, const std::vector<TapQ>& taps) {
+void finish_job(FlatJob& job, std::vector<Tap> taps) {
   int64_t maxqw = 0;
   job.maxqh = 0;
   for (const auto& t : taps) {
@@ -235,8 +232,8 @@ void finish_job(FlatJob& job, const std::vector<TapQ>& taps) {
     job.maxqh = std::max(job.maxqh, t.qh);
   }
   job.PLc = job.cols + maxqw;
-  job.taps.clear();
-  for (const auto& t : taps) job.taps.push_back({t.phase, t.qh * job.PLc + t.qw, t.widx});
+  for (auto& t : taps) t.off = t.qh * job.PLc + t.qw;
+  job.taps = std::move(taps);
 }
 
 struct GGeo {
@@ -264,12 +261,12 @@ FlatJob forward_job(const GGeo& g) {
   job.c_origin = -g.PW;
   job.rows = g.OH;
   job.cols = g.OW;
-  std::vector<TapQ> taps;
+  std::vector<Tap> taps;
   for (int64_t kh = 0; kh < g.KH; ++kh)
     for (int64_t kw = 0; kw < g.KW; ++kw)
       taps.push_back({((kh * g.DH) % g.SH) * g.SW + (kw * g.DW) % g.SW, (kh * g.DH) / g.SH,
-                      (kw * g.DW) / g.SW, kh * g.KW + kw});
-  finish_job(job, taps);
+                      (kw * g.DW) / g.SW, kh * g.KW + kw, 0});
+  finish_job(job, std::move(taps));
   return job;
 }
 
@@ -300,7 +297,7 @@ FlatJob grad_input_job(const GGeo& g, int64_t rh, int64_t rw) {
       cw.push_back(div_floor(num, g.SW));
     }
   }
-  std::vector<TapQ> taps;
+  std::vector<Tap> taps;
   if (!kh_ok.empty() && !kw_ok.empty()) {
     const int64_t hmin = *std::min_element(ch.begin(), ch.end());
     const int64_t wmin = *std::min_element(cw.begin(), cw.end());
@@ -308,9 +305,9 @@ FlatJob grad_input_job(const GGeo& g, int64_t rh, int64_t rw) {
     job.c_origin = wmin;
     for (size_t a = 0; a < kh_ok.size(); ++a)
       for (size_t b = 0; b < kw_ok.size(); ++b)
-        taps.push_back({0, ch[a] - hmin, cw[b] - wmin, kh_ok[a] * g.KW + kw_ok[b]});
+        taps.push_back({0, ch[a] - hmin, cw[b] - wmin, kh_ok[a] * g.KW + kw_ok[b], 0});
   }
-  finish_job(job, taps);
+  finish_job(job, std::move(taps));
   return job;
 }
 
@@ -1026,10 +1023,8 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
           for (int64_t tp = 0; tp < T; ++tp) {
             const Tap& tap = job.taps[tp];
             ptrs[(gl * CinJ + ic) * T + tp] =
-                cl_band ? planes.data() +
-                              ((tap.off / PLc) * job.PSH + tap.phase / job.PSW) * pitch +
-                              ((tap.off % PLc) * job.PSW + tap.phase % job.PSW) * pix +
-                              gl * CinJ + ic
+                cl_band ? planes.data() + (tap.qh * job.PSH + tap.phase / job.PSW) * pitch +
+                              (tap.qw * job.PSW + tap.phase % job.PSW) * pix + gl * CinJ + ic
                         : planes.data() + ((gl * CinJ + ic) * nph + tap.phase) * PP + tap.off;
           }
       if (by_channel) {
