@@ -16,11 +16,13 @@ NCHW and channels_last, it times
 medians after warm-up, plus the bandwidth the native kernel achieves (input + output +
 weight bytes / time) against a copy bandwidth measured in the same run (``Tensor.copy_``
 of a buffer larger than the last-level cache, read + write bytes / time), and the GFLOP/s
-it achieves against the machine's fp32 FMA peak measured at the start and the end of the same
-run (``recipe/bench_fma_peak.cpp``, compiled here with the flags of torch's CPU capability:
-FMA chains on registers only, the rate no convolution can exceed). For grouped fp32 rows the
-peak also bounds what any kernel could reach against the group loop (``peak vs loop``: loop
-time / the time the layer's FLOPs take at the peak).
+it achieves against the machine's fp32 FMA peak measured in the same run
+(``recipe/bench_fma_peak.cpp``, compiled here with the flags of torch's CPU capability: FMA
+chains on registers only, the rate no convolution can exceed), at the start, at the end and
+briefly before each layer's rows: rows measured while the machine was slower than usual
+(a VM's neighbours, a board's thermal limit) are marked. For grouped fp32 rows the peak also
+bounds what any kernel could reach against the group loop (``peak/loop``: loop time / the
+time the layer's FLOPs take at the peak).
 
 Timings use the heap for large blocks (glibc ``mmap_threshold``/``trim_threshold``
 tunables, set by re-executing the interpreter): otherwise every multi-MB output is a
@@ -163,6 +165,24 @@ def fma_peak(probe, threads, seconds=1.5):
     if r.returncode != 0 or not value > 0:
         raise PeakUnavailable("%s exited %d: %s" % (probe, r.returncode, r.stderr.strip()))
     return value
+
+
+PEAK_CHECK_SECONDS = 0.3
+SLOW_MACHINE = 0.9  # rows measured while the FMA rate was below 90% of the run's peak
+
+
+def _peak_or_none(probe, threads, seconds):
+    try:
+        return fma_peak(probe, threads, seconds) if probe else None
+    except PeakUnavailable:
+        return None
+
+
+def measured_slow(r, peak_gflops):
+    """Whether the FMA check just before this row found the machine below SLOW_MACHINE of
+    the run's peak (its times are then not the machine's)."""
+    before = r.get("fma_peak_before")
+    return bool(before and peak_gflops and before < SLOW_MACHINE * peak_gflops)
 
 
 def peak_vs_loop(r, peak_gflops):
@@ -345,6 +365,8 @@ def summarize(results, copy_gbps, peak_gflops=None):
                         [peak_vs_loop(r, peak_gflops) for r in rs])
                     out["%snative_pct_peak/%s/%s" % (prefix, layout, dtype)] = geomean(
                         [100.0 * r["native_gflops"] / peak_gflops for r in rs])
+    if peak_gflops:
+        out["rows_measured_slow"] = sum(measured_slow(r, peak_gflops) for r in results)
     fp = {}
     for r in results:
         if r.get("suite", "depthwise") != "depthwise":
@@ -363,9 +385,9 @@ def fmt_ms(v):
 
 
 def print_table(results, copy_gbps, summary, info, peak_gflops=None):
-    hdr = ("%-28s %2s %-7s %-6s %8s %8s %8s %7s %5s %6s %5s %8s %7s %9s"
+    hdr = ("%-28s %2s %-7s %-6s %8s %8s %8s %7s %5s %6s %5s %8s %7s %9s %5s"
            % ("case", "N", "dtype", "layout", "native", "loop", "oneDNN", "GB/s", "%copy",
-              "GF/s", "%peak", "vs loop", "vs 1DNN", "peak/loop"))
+              "GF/s", "%peak", "vs loop", "vs 1DNN", "peak/loop", "fma%"))
     print(hdr)
     print("-" * len(hdr))
     for r in results:
@@ -373,23 +395,31 @@ def print_table(results, copy_gbps, summary, info, peak_gflops=None):
         vo = r["onednn_ms"] / r["native_ms"] if r.get("onednn_ms") else None
         pk = 100.0 * r["native_gflops"] / peak_gflops if peak_gflops else None
         ceiling = peak_vs_loop(r, peak_gflops) if r["dtype"] == "float32" else None
-        print("%-28s %2d %-7s %-6s %s %s %s %7.1f %5.0f %6.1f %5s %8s %7s %9s" % (
+        before = r.get("fma_peak_before")
+        state = "" if not (before and peak_gflops) else "%.0f%s" % (
+            100.0 * before / peak_gflops, "!" if measured_slow(r, peak_gflops) else "")
+        print("%-28s %2d %-7s %-6s %s %s %s %7.1f %5.0f %6.1f %5s %8s %7s %9s %5s" % (
             r["case"], r["batch"], r["dtype"], "NCHW" if r["layout"] == "nchw" else "CL",
             fmt_ms(r["native_ms"]), fmt_ms(r.get("loop_ms")), fmt_ms(r.get("onednn_ms")),
             r["native_gbps"], 100.0 * r["native_gbps"] / copy_gbps, r["native_gflops"],
             "" if pk is None else "%.0f" % pk, "" if vl is None else "%.1fx" % vl,
-            "" if vo is None else "%.2fx" % vo, "" if ceiling is None else "%.1fx" % ceiling))
+            "" if vo is None else "%.2fx" % vo, "" if ceiling is None else "%.1fx" % ceiling,
+            state))
     print()
     print("times: median ms per call; GB/s: (input + output + weight bytes) / native time;")
     print("%%copy: of the copy bandwidth measured in this run (%.1f GB/s, %d-thread Tensor.copy_ "
           "of 256 MiB)" % (copy_gbps, info["threads"]))
     if peak_gflops:
-        print("GF/s: the layer's FLOPs / native time; %%peak: of the fp32 FMA peak measured in "
-              "this run\n(%.1f GFLOP/s, %d threads; start %s, end %s: the higher counts); "
-              "peak/loop (fp32): loop time / the\nlayer's FLOPs at that peak, the most any kernel "
-              "could beat the group loop by" % (
-                  peak_gflops, info["threads"], _fmt_gflops(info["fma_peak_start"]),
-                  _fmt_gflops(info.get("fma_peak_end"))))
+        print("GF/s: the layer's FLOPs / native time; %peak: of the fp32 FMA peak measured "
+              "in this run")
+        print("(%.1f GFLOP/s, %d threads: the best of start %s, end %s and the checks before "
+              "each layer);" % (peak_gflops, info["threads"],
+                               _fmt_gflops(info["fma_peak_start"]),
+                               _fmt_gflops(info.get("fma_peak_end"))))
+        print("peak/loop (fp32): loop time / the layer's FLOPs at that peak, the most any "
+              "kernel could beat the group loop by;")
+        print("fma%%: the FMA rate measured just before the layer's rows, of that peak (!: "
+              "below %d%%: the machine was slower then, rerun those rows)" % (100 * SLOW_MACHINE))
     else:
         print("%%peak, peak/loop: no FMA peak (%s)" % info.get("fma_peak_note"))
     for key in sorted(summary):
@@ -508,9 +538,13 @@ def main(argv=None):
     t0 = time.time()
     for (name, runner, shape) in layers:
         for N in batches:
+            # the machine's state right before these rows: a VM's neighbours or a board's
+            # thermal limit can take speed away mid-run, and the rows then say so
+            before = _peak_or_none(probe, info["threads"], PEAK_CHECK_SECONDS)
             for dt in dtypes:
                 for lay in layouts:
                     r = runner(torch, F, name, *shape, N, dt, lay, args)
+                    r["fma_peak_before"] = before
                     results.append(r)
                     log("%-28s N=%d %-7s %-13s native %s ms  loop %s  oneDNN %s" % (
                         name, N, r["dtype"], lay, fmt_ms(r["native_ms"]).strip(),
@@ -526,8 +560,8 @@ def main(argv=None):
         except PeakUnavailable as e:
             info["fma_peak_end"], info["fma_peak_note"] = None, str(e)
     info["steal_pct"] = steal_pct(jiffies_start, cpu_jiffies())
-    peak_gflops = max([v for v in (info["fma_peak_start"], info.get("fma_peak_end")) if v] or
-                      [None]) if probe else None
+    peak_gflops = max([v for v in [info["fma_peak_start"], info.get("fma_peak_end")] +
+                       [r.get("fma_peak_before") for r in results] if v] or [None])
     summary = summarize(results, copy_gbps, peak_gflops)
     print_table(results, copy_gbps, summary, info, peak_gflops)
     print("machine: %s, %s cores, %d threads, torch %s (%s); load average start %s end %s; "

@@ -30,8 +30,12 @@ def test_a_small_grouped_run_reports_gflops_and_the_fma_peak_bound(tmp_path):
     assert "; steal " in r.stdout, r.stdout[-3000:]
     run = json.loads(out.read_text())
     peak = run["fma_peak_gflops"]
-    assert peak == max(run["machine"]["fma_peak_start"], run["machine"]["fma_peak_end"])
     rows = run["results"]
+    checks = [run["machine"]["fma_peak_start"], run["machine"]["fma_peak_end"]] + [
+        x["fma_peak_before"] for x in rows]
+    assert all(v > 0 for v in checks) and peak == max(checks)
+    assert run["summary"]["rows_measured_slow"] == sum(
+        x["fma_peak_before"] < bench.SLOW_MACHINE * peak for x in rows)
     assert [(x["layout"], x["dtype"]) for x in rows] == [("nchw", "float32"),
                                                           ("channels_last", "float32")]
     for x in rows:
@@ -48,6 +52,18 @@ def test_a_small_grouped_run_reports_gflops_and_the_fma_peak_bound(tmp_path):
         bench.peak_vs_loop(rows[0], peak))
     assert summary["grouped native_pct_peak/channels_last/float32"] == pytest.approx(
         100 * rows[1]["native_gflops"] / peak)
+
+
+def test_a_row_measured_below_90_percent_of_the_peak_is_marked(capsys):
+    row = {"case": "c", "batch": 1, "dtype": "float32", "layout": "nchw", "native_ms": 1.0,
+           "loop_ms": 2.0, "onednn_ms": None, "native_gbps": 1.0, "native_gflops": 3.0,
+           "gflop": 0.003, "fma_peak_before": 50.0}
+    info = {"threads": 2, "fma_peak_start": 80.0, "fma_peak_end": 70.0}
+    assert bench.measured_slow(row, 80.0) and not bench.measured_slow(row, 55.0)
+    bench.print_table([row], 10.0, bench.summarize([row], 10.0, 80.0), info, 80.0)
+    out = capsys.readouterr().out
+    assert " 62! " in out.splitlines()[2] + " ", out  # 50 / 80 of the peak, marked
+    assert "rows_measured_slow" in out
 
 
 def test_steal_is_the_share_of_all_jiffies():
