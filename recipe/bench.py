@@ -22,7 +22,7 @@ chains on registers only, the rate no convolution can exceed), at the start, at 
 briefly before each layer's rows: rows measured while the machine was slower than usual
 (a VM's neighbours, a board's thermal limit) are marked. For grouped fp32 rows the peak also
 bounds what any kernel could reach against the group loop (``peak/loop``: loop time / the
-time the layer's FLOPs take at the peak).
+time the layer's in-bounds FLOPs, taps on zero padding skipped, take at the peak).
 
 Timings use the heap for large blocks (glibc ``mmap_threshold``/``trim_threshold``
 tunables, set by re-executing the interpreter): otherwise every multi-MB output is a
@@ -185,12 +185,21 @@ def measured_slow(r, peak_gflops):
     return bool(before and peak_gflops and before < SLOW_MACHINE * peak_gflops)
 
 
+def inbound_taps(size, k, stride, pad, dilation=1):
+    """Taps that land inside the input, summed over the outputs of one spatial dimension:
+    the others read zero padding, which a kernel may skip (oneDNN's JIT does)."""
+    out = (size + 2 * pad - dilation * (k - 1) - 1) // stride + 1
+    return sum(1 for o in range(out) for t in range(k)
+               if 0 <= o * stride - pad + t * dilation < size)
+
+
 def peak_vs_loop(r, peak_gflops):
-    """Loop time / the time the layer's FLOPs take at the FMA peak: the most any kernel could
-    be faster than the group loop on this machine (None without a loop time or a peak)."""
-    if not r.get("loop_ms") or not peak_gflops or not r.get("gflop"):
+    """Loop time / the time the layer's in-bounds FLOPs (the least any kernel must do: taps on
+    zero padding skipped) take at the FMA peak: the most any kernel could be faster than the
+    group loop on this machine (None without a loop time or a peak)."""
+    if not r.get("loop_ms") or not peak_gflops or not r.get("gflop_inbound"):
         return None
-    return r["loop_ms"] / (r["gflop"] / peak_gflops * 1e3)
+    return r["loop_ms"] / (r["gflop_inbound"] / peak_gflops * 1e3)
 
 
 def cpu_jiffies():
@@ -303,7 +312,8 @@ def run_grouped_case(torch, F, name, Cin, Cout, G, S, k, s, p, N, dtype, layout,
     res = {"suite": "grouped", "case": name, "C": Cin, "C_out": Cout, "groups": G, "size": S,
            "k": k, "stride": s, "pad": p, "batch": N, "dtype": str(dtype).replace("torch.", ""),
            "layout": layout, "bytes": nbytes,
-           "gflop": 2.0 * N * Cout * (Cin // G) * k * k * out_sp * out_sp / 1e9}
+           "gflop": 2.0 * N * Cout * (Cin // G) * k * k * out_sp * out_sp / 1e9,
+           "gflop_inbound": 2.0 * N * Cout * (Cin // G) * inbound_taps(S, k, s, p) ** 2 / 1e9}
     st, pd, dl = [s, s], [p, p], [1, 1]
 
     def native():
@@ -416,8 +426,8 @@ def print_table(results, copy_gbps, summary, info, peak_gflops=None):
               "each layer);" % (peak_gflops, info["threads"],
                                _fmt_gflops(info["fma_peak_start"]),
                                _fmt_gflops(info.get("fma_peak_end"))))
-        print("peak/loop (fp32): loop time / the layer's FLOPs at that peak, the most any "
-              "kernel could beat the group loop by;")
+        print("peak/loop (fp32): loop time / the layer's in-bounds FLOPs (no taps on padding) "
+              "at that peak, the most any kernel could beat the group loop by;")
         print("fma%%: the FMA rate measured just before the layer's rows, of that peak (!: "
               "below %d%%: the machine was slower then, rerun those rows)" % (100 * SLOW_MACHINE))
     else:

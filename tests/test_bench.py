@@ -44,6 +44,7 @@ def test_a_small_grouped_run_reports_gflops_and_the_fma_peak_bound(tmp_path):
         assert x["native_gflops"] == pytest.approx(x["gflop"] / (x["native_ms"] * 1e-3))
         # physics, not timing: a 1x1 conv cannot beat FMAs on registers (10% for clock drift)
         assert 0 < x["native_gflops"] < 1.1 * peak, (x, peak)
+        assert x["gflop_inbound"] == x["gflop"]  # 1x1, no padding: every tap is in bounds
         ceiling = bench.peak_vs_loop(x, peak)
         assert ceiling == pytest.approx(x["loop_ms"] * peak / (x["gflop"] * 1e3))
         assert ceiling > 0.9 * x["loop_ms"] / x["native_ms"]  # the native kernel is below it
@@ -57,13 +58,24 @@ def test_a_small_grouped_run_reports_gflops_and_the_fma_peak_bound(tmp_path):
 def test_a_row_measured_below_90_percent_of_the_peak_is_marked(capsys):
     row = {"case": "c", "batch": 1, "dtype": "float32", "layout": "nchw", "native_ms": 1.0,
            "loop_ms": 2.0, "onednn_ms": None, "native_gbps": 1.0, "native_gflops": 3.0,
-           "gflop": 0.003, "fma_peak_before": 50.0}
+           "gflop": 0.003, "gflop_inbound": 0.003, "fma_peak_before": 50.0}
     info = {"threads": 2, "fma_peak_start": 80.0, "fma_peak_end": 70.0}
     assert bench.measured_slow(row, 80.0) and not bench.measured_slow(row, 55.0)
     bench.print_table([row], 10.0, bench.summarize([row], 10.0, 80.0), info, 80.0)
     out = capsys.readouterr().out
     assert " 62! " in out.splitlines()[2] + " ", out  # 50 / 80 of the peak, marked
     assert "rows_measured_slow" in out
+
+
+@pytest.mark.parametrize("size, k, stride, pad, dilation, expected", [
+    (7, 3, 1, 1, 1, 7 * 3 - 2),      # the first and the last output lose one tap each
+    (56, 3, 2, 1, 1, 28 * 3 - 1),    # stride 2: only output 0 reads the left padding
+    (27, 5, 1, 2, 1, 27 * 5 - 6),    # 2 + 1 taps lost at each border
+    (28, 1, 1, 0, 1, 28),            # 1x1
+    (5, 3, 1, 2, 2, 11),             # dilation 2, padding 2: outputs 0..4 keep 2, 2, 3, 2, 2
+])
+def test_inbound_taps_skip_the_padding(size, k, stride, pad, dilation, expected):
+    assert bench.inbound_taps(size, k, stride, pad, dilation) == expected
 
 
 def test_steal_is_the_share_of_all_jiffies():
@@ -93,7 +105,7 @@ def test_without_a_compiler_the_probe_says_why():
 def test_without_a_peak_the_table_says_why(capsys):
     row = {"case": "c", "batch": 1, "dtype": "float32", "layout": "nchw", "native_ms": 1.0,
            "loop_ms": 2.0, "onednn_ms": None, "native_gbps": 1.0, "native_gflops": 3.0,
-           "gflop": 0.003}
+           "gflop": 0.003, "gflop_inbound": 0.003}
     info = {"threads": 2, "fma_peak_start": None, "fma_peak_note": "g++ not found"}
     bench.print_table([row], 10.0, bench.summarize([row], 10.0), info)
     out = capsys.readouterr().out
