@@ -209,7 +209,6 @@ struct Tap {
   int64_t phase;   // which phase plane
   int64_t qh, qw;  // plane row / column of output (0, 0)
   int64_t widx;    // kh * KW + kw of the weight
-  int64_t off;     // qh * PLc + qw in a flat plane (finish_job)
 };
 
 struct FlatJob {
@@ -222,6 +221,8 @@ struct FlatJob {
   // output (i, j) -> destination (dr0 + i*DSH, dc0 + j*DSW)
   int64_t dr0 = 0, DSH = 1, dc0 = 0, DSW = 1;
   int64_t nph() const { return PSH * PSW; }
+  // where a tap reads output (0, 0) in a flat plane of pitch PLc
+  int64_t off(const Tap& t) const { return t.qh * PLc + t.qw; }
 };
 
 void finish_job(FlatJob& job, std::vector<Tap> taps) {
@@ -232,7 +233,6 @@ void finish_job(FlatJob& job, std::vector<Tap> taps) {
     job.maxqh = std::max(job.maxqh, t.qh);
   }
   job.PLc = job.cols + maxqw;
-  for (auto& t : taps) t.off = t.qh * job.PLc + t.qw;
   job.taps = std::move(taps);
 }
 
@@ -265,7 +265,7 @@ FlatJob forward_job(const GGeo& g) {
   for (int64_t kh = 0; kh < g.KH; ++kh)
     for (int64_t kw = 0; kw < g.KW; ++kw)
       taps.push_back({((kh * g.DH) % g.SH) * g.SW + (kw * g.DW) % g.SW, (kh * g.DH) / g.SH,
-                      (kw * g.DW) / g.SW, kh * g.KW + kw, 0});
+                      (kw * g.DW) / g.SW, kh * g.KW + kw});
   finish_job(job, std::move(taps));
   return job;
 }
@@ -305,7 +305,7 @@ FlatJob grad_input_job(const GGeo& g, int64_t rh, int64_t rw) {
     job.c_origin = wmin;
     for (size_t a = 0; a < kh_ok.size(); ++a)
       for (size_t b = 0; b < kw_ok.size(); ++b)
-        taps.push_back({0, ch[a] - hmin, cw[b] - wmin, kh_ok[a] * g.KW + kw_ok[b], 0});
+        taps.push_back({0, ch[a] - hmin, cw[b] - wmin, kh_ok[a] * g.KW + kw_ok[b]});
   }
   finish_job(job, std::move(taps));
   return job;
@@ -893,7 +893,7 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
     return t.stride(1) == 1 && t.stride(2) == t.size(3) * t.stride(3) &&
            (t.size(0) == 1 || t.stride(0) == t.size(2) * t.stride(2));
   };
-  const bool direct_ok = nph == 1 && T == 1 && job.taps[0].off == 0 && job.r_origin == 0 &&
+  const bool direct_ok = nph == 1 && T == 1 && job.off(job.taps[0]) == 0 && job.r_origin == 0 &&
                          job.c_origin == 0 && job.dr0 == 0 && job.dc0 == 0 && job.DSH == 1 &&
                          job.DSW == 1 && job.rows == src_t.size(2) &&
                          job.cols == src_t.size(3) && job.rows == dst_t.size(2) &&
@@ -1025,7 +1025,7 @@ void flat_conv(const FlatJob& job, const scalar_t* src_base, const Tensor& src_t
             ptrs[(gl * CinJ + ic) * T + tp] =
                 cl_band ? planes.data() + (tap.qh * job.PSH + tap.phase / job.PSW) * pitch +
                               (tap.qw * job.PSW + tap.phase % job.PSW) * pix + gl * CinJ + ic
-                        : planes.data() + ((gl * CinJ + ic) * nph + tap.phase) * PP + tap.off;
+                        : planes.data() + ((gl * CinJ + ic) * nph + tap.phase) * PP + job.off(tap);
           }
       if (by_channel) {
         // Row by row, a few positions at a time, all the task's groups: the results of
@@ -1235,7 +1235,8 @@ void grad_weight_flat(const GGeo& g, const Tensor& grad_weight, const Tensor& gr
       for (int64_t oc = 0; oc < g.OG; ++oc) gop[oc] = goflat.data() + oc * FL;
       for (int64_t ic = 0; ic < icc; ++ic)
         for (int64_t tp = 0; tp < T; ++tp)
-          xp[ic * T + tp] = planes.data() + (ic * nph + job.taps[tp].phase) * PP + job.taps[tp].off;
+          xp[ic * T + tp] =
+              planes.data() + (ic * nph + job.taps[tp].phase) * PP + job.off(job.taps[tp]);
       for (int64_t n = 0; n < g.N; ++n) {
         auto src = image_of(in_base, input, n);
         src.p += (grp * g.CG + ic0) * src.sC;
