@@ -48,7 +48,7 @@ import tempfile
 import time
 from typing import Dict, List, Optional
 
-from recipe import cache_dir
+from recipe import cache_dir, proc
 from recipe.bench_shapes import GROUPED_SUITE, SEED, SUITE, SUITES
 from recipe.log import logger
 
@@ -141,12 +141,14 @@ def peak_probe(capability, cxx=None):
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = tempfile.mkdtemp(prefix="fma-peak-", dir=os.path.dirname(path))
     try:
-        r = subprocess.run(cmd + [PEAK_SOURCE, "-o", os.path.join(tmp, "probe")],
-                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                           universal_newlines=True, timeout=300)
+        try:
+            r = proc.run(cmd + [PEAK_SOURCE, "-o", os.path.join(tmp, "probe")], timeout=300,
+                         check=False)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise PeakUnavailable("%s: %s" % (cmd[0], e))
         if r.returncode != 0:
-            raise PeakUnavailable("%s failed: %s" % (" ".join(cmd[:1] + [PEAK_SOURCE]),
-                                                     (r.stdout.strip().splitlines() or [""])[0]))
+            raise PeakUnavailable("%s %s failed: %s" % (cmd[0], PEAK_SOURCE,
+                                                        proc.first_line(r.stdout)))
         os.replace(os.path.join(tmp, "probe"), path)  # whole or not at all
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
